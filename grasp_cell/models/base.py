@@ -1,0 +1,78 @@
+"""The one interface every grasp model implements, and the registry that finds models by name."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from grasp_cell.core.camera import CameraIntrinsics
+from grasp_cell.core.depth import DepthError, validate_depth
+from grasp_cell.core.grasp import Grasp, GripperKind
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a model sees: depth in metres (NaN = missing), optional RGB, and the camera that took them."""
+
+    depth: np.ndarray  # (H, W) float32 [m]
+    intrinsics: CameraIntrinsics
+    color: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+
+    def __post_init__(self):
+        validate_depth(self.depth)
+        size = (self.intrinsics.height, self.intrinsics.width)
+        if self.depth.shape != size:
+            raise DepthError(
+                f"depth is {self.depth.shape[1]}x{self.depth.shape[0]} but CameraInfo says "
+                f"{self.intrinsics.width}x{self.intrinsics.height}"
+            )
+        if self.color is not None and self.color.shape[:2] != size:
+            raise DepthError(f"color is {self.color.shape[1]}x{self.color.shape[0]}, depth is {size[1]}x{size[0]}")
+
+
+class GraspModel(abc.ABC):
+    """Image in, ranked grasps (camera frame, best first) out."""
+
+    name: str = ""
+    gripper: GripperKind = GripperKind.SUCTION
+
+    @abc.abstractmethod
+    def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
+        """Return up to ``max_grasps`` grasps, best first; an empty list means no grasp was found."""
+
+
+_REGISTRY: dict[str, Callable[..., GraspModel]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a model constructible by ``create_model(name)``."""
+
+    def decorator(factory):
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def available_models() -> list[str]:
+    _load_builtin_models()
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **options) -> GraspModel:
+    _load_builtin_models()
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+    return factory(**options)
+
+
+def _load_builtin_models() -> None:
+    # importing the modules runs their @register decorators
+    from grasp_cell.models import baseline  # noqa: F401
