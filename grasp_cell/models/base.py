@@ -20,6 +20,7 @@ class Observation:
     depth: np.ndarray  # (H, W) float32 [m]
     intrinsics: CameraIntrinsics
     color: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+    roi: tuple[int, int, int, int] | None = None  # (u_min, v_min, u_max, v_max) pixels of the bin; None = whole image
 
     def __post_init__(self):
         validate_depth(self.depth)
