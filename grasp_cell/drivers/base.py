@@ -27,6 +27,7 @@ class Capture:
     color: np.ndarray | None = None  # (H, W, 3) uint8 RGB, aligned to depth
     stamp: float = 0.0  # capture time [s since epoch]
     parts_in_bin: int = -1  # ground truth where the driver knows it (simulation); -1 otherwise
+    roi: tuple[int, int, int, int] | None = None  # (u_min, v_min, u_max, v_max) of the bin interior
 
 
 class CameraDriver(abc.ABC):

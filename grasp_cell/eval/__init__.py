@@ -1,0 +1,1 @@
+"""Benchmarks, attempt logs and metrics (no ROS)."""

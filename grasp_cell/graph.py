@@ -1,0 +1,150 @@
+"""The cell's node graph, described once: ``launch/bin_pick.launch.py`` (ROS installs) and the pip
+launcher (``grasp-cell launch``) both turn this description into processes, so they cannot drift.
+
+No ROS imports here: the description is plain data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = "grasp_cell"
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
+    "sim": LaunchArgument("true", "true: simulated PyBullet cell; false: hardware drivers", ("true", "false")),
+    "robot": LaunchArgument("ur5", "arm", ("ur5", "iiwa", "kinova")),
+    "camera": LaunchArgument("sim", "camera driver (hardware runs only; the simulated cell renders its own)"),
+    "model": LaunchArgument("baseline", "grasp model, by registered name"),
+    "gripper": LaunchArgument("suction", "gripper on the arm; the model plans for it", ("suction", "parallel")),
+    "parts": LaunchArgument("30", "parts dropped into the simulated bin"),
+    "seed": LaunchArgument("0", "seed of the simulated bin (one RNG for the whole cell)"),
+    "max_attempts": LaunchArgument("0", "stop after this many attempts; 0 = until empty or 5 failures in a row"),
+    "rviz": LaunchArgument("false", "start RViz with config/grasp_cell.rviz (needs a ROS install)", ("true", "false")),
+    "log_dir": LaunchArgument("runs", "where each run's attempts.jsonl and summary.json go"),
+    "params": LaunchArgument("", "node parameter YAML; empty = config/cell.yaml of the package"),
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One process: ``executable`` of ``package`` with parameter files and overrides."""
+
+    name: str
+    executable: str
+    package: str = PACKAGE
+    param_files: tuple[str, ...] = ()
+    parameters: dict = field(default_factory=dict)
+    arguments: tuple[str, ...] = ()
+    needs_ros_install: bool = False  # not on PyPI (rviz2): only the ROS launch file can start it
+    exit_ends_launch: bool = False  # the cell is done when this process exits
+
+
+def package_share() -> Path:
+    """Folder holding config/, launch/ and models/: the ament share dir on ROS installs, else the checkout."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parent.parent
+
+
+def resolve_arguments(overrides: dict[str, str]) -> dict[str, str]:
+    """Defaults plus overrides; unknown names and values outside ``choices`` raise ValueError."""
+    unknown = sorted(set(overrides) - set(LAUNCH_ARGUMENTS))
+    if unknown:
+        raise ValueError(f"unknown launch argument(s) {', '.join(unknown)}; known: {', '.join(LAUNCH_ARGUMENTS)}")
+    args = {name: str(overrides.get(name, spec.default)) for name, spec in LAUNCH_ARGUMENTS.items()}
+    for name, spec in LAUNCH_ARGUMENTS.items():
+        if spec.choices and args[name] not in spec.choices:
+            raise ValueError(f"{name}:={args[name]} is not one of {', '.join(spec.choices)}")
+    for name in ("parts", "seed", "max_attempts"):
+        if not args[name].lstrip("-").isdigit():
+            raise ValueError(f"{name}:={args[name]} is not an integer")
+    return args
+
+
+def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
+    """The processes of the cell for these launch arguments."""
+    args = resolve_arguments(overrides)
+    share = package_share()
+    params = (args["params"] or str(share / "config" / "cell.yaml"),)
+    sim = args["sim"] == "true"
+    nodes = []
+    if sim:
+        # camera and arm must act on one physics world: one process hosts both nodes
+        nodes.append(
+            NodeSpec(
+                "sim_cell_node",
+                "sim_cell_node",
+                param_files=params,
+                parameters={
+                    "robot": args["robot"],
+                    "gripper": args["gripper"],
+                    "parts": int(args["parts"]),
+                    "seed": int(args["seed"]),
+                },
+            )
+        )
+    else:
+        nodes.append(NodeSpec("camera_node", "camera_node", param_files=params, parameters={"driver": args["camera"]}))
+        nodes.append(NodeSpec("motion_node", "motion_node", param_files=params, parameters={"driver": args["robot"]}))
+    nodes.append(
+        NodeSpec(
+            "grasp_node",
+            "grasp_node",
+            param_files=params,
+            parameters={"model": args["model"], "gripper": args["gripper"]},
+        )
+    )
+    nodes.append(
+        NodeSpec(
+            "supervisor_node",
+            "supervisor_node",
+            param_files=params,
+            parameters={
+                "model": args["model"],
+                "max_attempts": int(args["max_attempts"]),
+                "log_dir": args["log_dir"],
+                "run_name": f"{'sim' if sim else 'hw'}_{args['robot']}_{args['model']}_seed{args['seed']}",
+                "run_config": json.dumps(args, sort_keys=True),
+            },
+            exit_ends_launch=True,
+        )
+    )
+    if args["rviz"] == "true":
+        nodes.append(
+            NodeSpec(
+                "rviz2",
+                "rviz2",
+                package="rviz2",
+                arguments=("-d", str(share / "config" / "grasp_cell.rviz")),
+                needs_ros_install=True,
+            )
+        )
+    return nodes
+
+
+def parse_key_values(tokens: list[str]) -> dict[str, str]:
+    """``["parts:=5", "seed:=3"]`` -> ``{"parts": "5", "seed": "3"}``, as ros2 launch takes them."""
+    pairs = {}
+    for token in tokens:
+        name, sep, value = token.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"expected name:=value, got '{token}'")
+        pairs[name] = value
+    return pairs

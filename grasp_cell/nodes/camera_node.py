@@ -1,0 +1,78 @@
+"""Camera node: triggers the driver on the ``capture`` service and publishes what it captured.
+
+Depth (32FC1 metres) and colour (rgb8) go out on ``depth/image`` and ``color/image`` with a
+``camera_info`` beside them, stamped with the capture time, for RViz and for recording.
+A camera fault answers ``success=False`` with the reason; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from grasp_cell.drivers.base import CameraDriver, DriverError
+from grasp_cell.nodes import convert
+from grasp_cell.srv import Capture
+
+
+class CameraNode(Node):
+    def __init__(self, driver: CameraDriver | None = None, lock: threading.Lock | None = None):
+        """Use ``driver`` when given (the sim cell passes one sharing its world), else the ``driver`` parameter."""
+        super().__init__("camera_node")
+        if driver is None:
+            from grasp_cell.drivers import create_camera_driver
+
+            name = self.declare_parameter("driver", "sim").value
+            driver = create_camera_driver(name, self.declare_parameter("driver_config", "").value)
+            self.get_logger().info(f"camera driver '{name}' ready")
+        self.driver = driver
+        self.lock = lock or threading.Lock()  # the sim driver shares its physics world with the arm
+        self.frame_id = self.declare_parameter("frame_id", driver.frame_id).value
+        self.depth_pub = self.create_publisher(Image, "depth/image", 1)
+        self.color_pub = self.create_publisher(Image, "color/image", 1)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", 1)
+        self.create_service(Capture, "capture", self.capture_callback)
+
+    def capture_callback(self, request: Capture.Request, response: Capture.Response) -> Capture.Response:
+        try:
+            with self.lock:
+                capture = self.driver.capture()
+        except DriverError as error:
+            response.success = False
+            response.message = f"camera fault: {error}"
+            self.get_logger().error(response.message)
+            return response
+        header = Header(stamp=convert.to_time_msg(capture.stamp), frame_id=self.frame_id)
+        response.success = True
+        response.depth = convert.to_depth_msg(capture.depth, header)
+        if capture.color is not None:
+            response.color = convert.to_color_msg(capture.color, header)
+        response.camera_info = convert.to_camera_info_msg(capture.intrinsics, header)
+        response.workspace = convert.to_roi_msg(capture.roi)
+        response.parts_in_bin = capture.parts_in_bin
+        self.depth_pub.publish(response.depth)
+        if capture.color is not None:
+            self.color_pub.publish(response.color)
+        self.info_pub.publish(response.camera_info)
+        return response
+
+
+def main(args=None):
+    try:
+        with rclpy.init(args=args):
+            node = CameraNode()
+            try:
+                rclpy.spin(node)
+            finally:
+                node.driver.close()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()
