@@ -50,17 +50,14 @@ class NodeSpec:
 
 
 def package_share() -> Path:
-    """Folder holding config/, launch/ and models/: the ament share dir on ROS installs, else the checkout."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    """Folder holding config/, launch/ and models/: the checkout when running from source (pip route,
+    editable install), else the ament share directory of a ROS install."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "package.xml").exists():
+        return checkout
+    from ament_index_python.packages import get_package_share_directory
 
-        try:
-            return Path(get_package_share_directory(PACKAGE))
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    return Path(__file__).resolve().parent.parent
+    return Path(get_package_share_directory(PACKAGE))
 
 
 def resolve_arguments(overrides: dict[str, str]) -> dict[str, str]:

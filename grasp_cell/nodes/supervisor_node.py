@@ -15,6 +15,7 @@ import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import Header
 
 from grasp_cell.action import Pick
@@ -39,6 +40,8 @@ from grasp_cell.msg import Grasp as GraspMsg
 from grasp_cell.msg import PickEvent
 from grasp_cell.nodes import convert
 from grasp_cell.srv import Capture, PlanGrasps
+
+EVENTS_QOS = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _wait(future, timeout: float):
@@ -127,7 +130,8 @@ class SupervisorNode(Node):
         self.capture_client = self.create_client(Capture, "capture")
         self.plan_client = self.create_client(PlanGrasps, "plan_grasps")
         self.pick_client = ActionClient(self, Pick, "pick")
-        self.events = self.create_publisher(PickEvent, "pick_events", 10)
+        # transient local: a recorder or test that joins late still gets the run's events
+        self.events = self.create_publisher(PickEvent, "pick_events", EVENTS_QOS)
         self.last_grasp_msgs: list[GraspMsg] = []
         self.loop: PickUntilEmpty | None = None
 

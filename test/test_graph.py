@@ -1,0 +1,77 @@
+"""The node-graph description shared by the launch file and the pip launcher."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grasp_cell.graph import LAUNCH_ARGUMENTS, node_graph, parse_key_values
+from grasp_cell.launcher import NODE_MODULES, node_command, write_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sim_graph_hosts_camera_and_arm_in_one_process():
+    names = [spec.name for spec in node_graph({})]
+    assert names == ["sim_cell_node", "grasp_node", "supervisor_node"]
+    sim = node_graph({"robot": "iiwa", "parts": "7", "seed": "3"})[0]
+    assert sim.parameters == {"robot": "iiwa", "gripper": "suction", "parts": 7, "seed": 3}
+
+
+def test_hardware_graph_has_separate_drivers_and_rviz_is_marked():
+    specs = node_graph({"sim": "false", "camera": "realsense", "rviz": "true"})
+    assert [s.name for s in specs] == ["camera_node", "motion_node", "grasp_node", "supervisor_node", "rviz2"]
+    assert specs[0].parameters["driver"] == "realsense"
+    assert specs[-1].needs_ros_install and not any(s.needs_ros_install for s in specs[:-1])
+    assert [s.name for s in specs if s.exit_ends_launch] == ["supervisor_node"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"robots": "ur5"}, "unknown launch argument"), ({"robot": "panda"}, "not one of"), ({"parts": "x"}, "integer")],
+)
+def test_bad_arguments_are_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        node_graph(overrides)
+
+
+def test_parse_key_values():
+    assert parse_key_values(["parts:=5", "model:=baseline"]) == {"parts": "5", "model": "baseline"}
+    with pytest.raises(ValueError):
+        parse_key_values(["parts=5"])
+
+
+def test_pip_launcher_command_carries_param_files_and_typed_overrides(tmp_path):
+    spec = node_graph({"parts": "12"})[0]
+    command = node_command(spec, write_overrides(spec, tmp_path))
+    assert command[1:3] == ["-m", NODE_MODULES["sim_cell_node"]]
+    files = [command[i + 1] for i, token in enumerate(command) if token == "--params-file"]
+    assert files[0].endswith("config/cell.yaml")
+    overrides = yaml.safe_load(Path(files[1]).read_text())["/**"]["ros__parameters"]
+    assert overrides["parts"] == 12 and overrides["robot"] == "ur5"
+
+
+def test_every_graph_executable_has_a_node_module_and_a_console_script():
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    listed = next(
+        ast.literal_eval(node.value) for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_EXECUTABLES"
+    )
+    assert sorted(listed) == sorted(NODE_MODULES)
+    for executable, module in NODE_MODULES.items():
+        assert module == f"grasp_cell.nodes.{executable}"
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists()
+
+
+def test_launch_file_uses_the_shared_graph():
+    tree = ast.parse((ROOT / "launch" / "bin_pick.launch.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module == "grasp_cell.graph" for alias in node.names}
+    assert {"LAUNCH_ARGUMENTS", "node_graph"} <= imported
+
+
+def test_cell_yaml_sections_match_node_names():
+    sections = set(yaml.safe_load((ROOT / "config" / "cell.yaml").read_text()))
+    assert sections <= {"camera_node", "grasp_node", "motion_node", "sim_cell_node", "supervisor_node"}
+    assert set(LAUNCH_ARGUMENTS) >= {"sim", "robot", "camera", "model", "parts", "rviz", "seed"}
