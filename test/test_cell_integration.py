@@ -13,16 +13,14 @@ from grasp_cell.nodes.supervisor_node import EVENTS_QOS
 CAUSES = {outcome.value for outcome in Outcome}
 
 
-def test_cell_empties_a_small_bin_over_dds(ros_node, tmp_path):
-    import rclpy
-
+def test_cell_empties_a_small_bin_over_dds(ros_client, tmp_path):
     events = []
-    ros_node.create_subscription(PickEvent, "pick_events", events.append, EVENTS_QOS)
+    ros_client.node.create_subscription(PickEvent, "pick_events", events.append, EVENTS_QOS)
     stop = threading.Event()
 
     def spin():
         while not stop.is_set():
-            rclpy.spin_once(ros_node, timeout_sec=0.1)
+            ros_client.executor.spin_once(timeout_sec=0.1)
 
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()

@@ -31,13 +31,10 @@ def request(depth, intrinsics=INTRINSICS, encoding=None):
     return msg
 
 
-def call(node, client, msg, timeout=20.0):
-    import rclpy
-
-    future = client.call_async(msg)
-    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-    assert future.done(), "grasp node did not answer"
-    return future.result()
+def call(ros, client, msg, timeout=20.0):
+    response = ros.wait_for(client.call_async(msg), timeout)
+    assert response is not None, "grasp node did not answer"
+    return response
 
 
 @pytest.fixture
@@ -47,8 +44,8 @@ def grasp_node():
     stop_node(process)
 
 
-def test_bad_input_is_rejected_and_the_node_keeps_serving(ros_node, grasp_node):
-    client = ros_node.create_client(PlanGrasps, "plan_grasps")
+def test_bad_input_is_rejected_and_the_node_keeps_serving(ros_client, grasp_node):
+    client = ros_client.node.create_client(PlanGrasps, "plan_grasps")
     assert client.wait_for_service(timeout_sec=30.0), stop_node(grasp_node)
     good = box_on_floor_depth()
 
@@ -67,12 +64,12 @@ def test_bad_input_is_rejected_and_the_node_keeps_serving(ros_node, grasp_node):
         "empty depth": "empty",
     }
     for name, msg in cases.items():
-        response = call(ros_node, client, msg)
+        response = call(ros_client, client, msg)
         assert response.status == PlanGrasps.Response.STATUS_BAD_INPUT, name
         assert expected[name] in response.message, (name, response.message)
         assert grasp_node.poll() is None, f"grasp node died on {name}"
 
-    response = call(ros_node, client, request(good))
+    response = call(ros_client, client, request(good))
     assert response.status == PlanGrasps.Response.STATUS_OK, response.message
     best = response.grasps[0]
     assert best.gripper == "suction" and best.model == "baseline"
@@ -84,6 +81,6 @@ def test_bad_input_is_rejected_and_the_node_keeps_serving(ros_node, grasp_node):
         header=millimetres.depth.header, height=good.shape[0], width=good.shape[1], encoding="16UC1",
         step=2 * good.shape[1], data=np.round(good * 1000).astype("<u2").tobytes(),
     )
-    response = call(ros_node, client, millimetres)
+    response = call(ros_client, client, millimetres)
     assert response.status == PlanGrasps.Response.STATUS_OK, response.message
     assert abs(response.grasps[0].pose.position.z - 0.71) < 0.01
