@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from grasp_cell.core.outcome import Outcome
+from grasp_cell.core.pick import PHASES
 from grasp_cell.eval.attempt_log import AttemptRecord
 
 
@@ -56,9 +57,10 @@ def summarize(records: list[AttemptRecord], stop_reason: str = "") -> RunSummary
     removed = sum(record.parts_removed for record in records)
     cell_time = float(sum(record.duration for record in records))
     failures = Counter(record.outcome.value for record in records if record.outcome is not Outcome.SUCCESS)
-    phase_names: list[str] = []
-    for record in records:
-        phase_names += [name for name in record.phase_durations if name not in phase_names]
+    # the order of an attempt: capture, plan, then the pick's phases; anything else after
+    order = ("capture", "plan", *PHASES)
+    seen = {name for record in records for name in record.phase_durations}
+    phase_names = [name for name in order if name in seen] + sorted(seen.difference(order))
     phase_medians = {
         name: float(np.median([r.phase_durations[name] for r in records if name in r.phase_durations]))
         for name in phase_names

@@ -1,0 +1,67 @@
+"""The simulated cell in one process: the camera node and the motion node on ONE PyBullet world.
+
+Camera and arm must act on the same physics (DESIGN.md), so this process composes both nodes around
+a shared ``SimWorld``, drops the configured bin of parts, and spins them on one executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from grasp_cell.core.grasp import GripperKind
+from grasp_cell.drivers.sim_arm import SimArm
+from grasp_cell.drivers.sim_camera import SimCamera
+from grasp_cell.graph import package_share
+from grasp_cell.nodes.camera_node import CameraNode
+from grasp_cell.nodes.motion_node import MotionNode
+from grasp_cell.sim.config import CellConfig
+from grasp_cell.sim.world import SimWorld
+
+
+def load_cell_config(node: Node) -> tuple[CellConfig, int]:
+    """The sim YAML with the launch arguments (robot, gripper, parts, seed) laid over it."""
+    path = node.declare_parameter("sim_config", "").value or str(package_share() / "config" / "sim_cell.yaml")
+    config = CellConfig.from_yaml(Path(path))
+    robot = replace(
+        config.robot,
+        name=node.declare_parameter("robot", config.robot.name).value,
+        gripper=GripperKind.parse(node.declare_parameter("gripper", config.robot.gripper.value).value),
+    )
+    seed = node.declare_parameter("seed", config.seed).value
+    parts = node.declare_parameter("parts", config.parts.count).value
+    return replace(config, robot=robot, seed=seed), parts
+
+
+def main(args=None):
+    try:
+        with rclpy.init(args=args):
+            cell_node = Node("sim_cell_node")
+            config, parts = load_cell_config(cell_node)
+            world = SimWorld(config, np.random.default_rng(config.seed))
+            arm = SimArm(world)
+            world.reset(parts)
+            camera = CameraNode(SimCamera(world))
+            motion = MotionNode(arm)
+            cell_node.get_logger().info(
+                f"simulated cell ready: {config.robot.name} with {config.robot.gripper.value} gripper, "
+                f"{world.parts_in_bin()} parts in the bin (seed {config.seed})"
+            )
+            executor = MultiThreadedExecutor()
+            for node in (cell_node, camera, motion):
+                executor.add_node(node)
+            try:
+                executor.spin()
+            finally:
+                world.close()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()
