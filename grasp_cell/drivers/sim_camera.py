@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pybullet
 
 from grasp_cell.core.camera import CameraIntrinsics
@@ -33,6 +34,21 @@ class SimCamera(CameraDriver):
         self.intrinsics = intrinsics if intrinsics is not None else world.config.camera.intrinsics
         self.noise = noise if noise is not None else world.config.camera.noise
         self.rng = world.rng.spawn(1)[0]
+        self.roi = self._bin_roi()
+
+    def _bin_roi(self) -> tuple[int, int, int, int]:
+        """Pixel box of the bin floor's inner rectangle: what a cell operator would configure as the ROI.
+
+        The floor (not the rim) bounds it, so the inner faces of the walls stay outside.
+        """
+        half_x, half_y = (size / 2 for size in self.world.config.bin.inner_size)
+        z = self.world.bin_floor_z
+        corners_world = np.array([[sx * half_x, sy * half_y, z] for sx in (-1, 1) for sy in (-1, 1)])
+        pixels = self.intrinsics.project(self.world.T_world_cam.inverse().apply(corners_world))
+        u_min, v_min = np.clip(np.ceil(pixels.min(axis=0)), 0, None).astype(int)
+        u_max = min(int(np.floor(pixels[:, 0].max())), self.intrinsics.width)
+        v_max = min(int(np.floor(pixels[:, 1].max())), self.intrinsics.height)
+        return int(u_min), int(v_min), u_max, v_max
 
     @property
     def T_world_cam(self) -> Transform:
@@ -60,4 +76,5 @@ class SimCamera(CameraDriver):
             color=rendering.color,
             stamp=time.time(),
             parts_in_bin=parts_in_bin,
+            roi=self.roi,
         )

@@ -35,9 +35,9 @@ class BaselineConfig:
     downsample: int = 2  # plan on factor x factor pixel blocks
     min_spacing: float = 0.025  # between returned grasps, about one part
     floor_margin: float = 0.005  # points closer than this to the fitted bin floor are floor
-    wall_clearance: float = 0.005  # suction: from the cup rim to the roi border
+    wall_clearance: float = 0.003  # suction: from the cup rim to the roi border (the 8 mm stem clears the wall)
     # suction
-    cup_diameter: float = 0.020
+    cup_diameter: float = 0.010  # seed 000: a 10 mm cup (the simulated cup too)
     max_tilt_deg: float = 50.0  # steepest approach off the optical axis
     flatness_tolerance: float = 0.002  # RMS deviation from a plane over the cup at which the score halves
     edge_jump: float = 0.006  # depth step between neighbouring (reduced) pixels that counts as an edge
