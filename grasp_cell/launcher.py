@@ -68,6 +68,9 @@ def launch(overrides: dict[str, str], out=sys.stdout) -> int:
         else:
             runnable.append(spec)
     env = ros_environment()
+    # Ctrl-C and a service manager's SIGTERM both stop the cell the same orderly way
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     processes: dict[str, subprocess.Popen] = {}
     threads = []
     with tempfile.TemporaryDirectory(prefix="grasp_cell_launch_") as folder:
@@ -94,6 +97,10 @@ def launch(overrides: dict[str, str], out=sys.stdout) -> int:
             for thread in threads:
                 thread.join(timeout=2.0)
     return code
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _wait_for_end(processes: dict[str, subprocess.Popen], main: str, out) -> int:

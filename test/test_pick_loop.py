@@ -105,3 +105,16 @@ def test_already_empty_bin_attempts_nothing(tmp_path):
     reason, records = run(ScriptedCell(parts=0, outcomes=[]), tmp_path)
     assert reason == "bin empty" and records == []
     assert summarize(records).attempts == 0
+
+
+class InterruptedCell(ScriptedCell):
+    def pick(self, grasp):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_attempt_is_still_logged(tmp_path):
+    reason, records = run(InterruptedCell(parts=3, outcomes=[]), tmp_path)
+    assert reason == "interrupted"
+    assert len(records) == 1 and records[0].outcome is Outcome.DRIVER_ERROR
+    assert "interrupted" in records[0].message and "plan" in records[0].message
+    assert records[0].grasp is not None

@@ -55,6 +55,7 @@ class PickUntilEmpty:
         self.model_name = model_name
         self.on_attempt = on_attempt
         self.records: list[AttemptRecord] = []
+        self._current: AttemptRecord | None = None  # the attempt under way
         self._stop_requested = False
 
     def stop(self) -> None:
@@ -68,23 +69,40 @@ class PickUntilEmpty:
                 return "stopped"
             if self.rules.max_attempts and len(self.records) >= self.rules.max_attempts:
                 return f"attempt limit ({self.rules.max_attempts})"
-            record = self._attempt(len(self.records) + 1)
+            try:
+                record = self._attempt(len(self.records) + 1)
+            except KeyboardInterrupt:
+                # the attempt under way is logged too: its outcome is unknown, the arm was stopped
+                self._log(self._interrupted())
+                return "interrupted"
             if record is None:
                 return "bin empty"
-            self.records.append(record)
-            self.log.append(record)
-            if self.on_attempt:
-                self.on_attempt(record)
+            self._log(record)
             consecutive_failures = 0 if record.outcome is Outcome.SUCCESS else consecutive_failures + 1
             if record.parts_after == 0:
                 return "bin empty"
             if consecutive_failures >= self.rules.max_consecutive_failures:
                 return f"{consecutive_failures} consecutive failures"
 
+    def _log(self, record: AttemptRecord) -> None:
+        self.records.append(record)
+        self.log.append(record)
+        if self.on_attempt:
+            self.on_attempt(record)
+
+    def _interrupted(self) -> AttemptRecord:
+        record = self._current
+        record.outcome = Outcome.DRIVER_ERROR
+        phase = next(reversed(record.phase_durations), "capture") if record.phase_durations else "capture"
+        record.message = f"interrupted by the operator (after {phase}); outcome unknown"
+        record.duration = time.time() - record.started_at
+        return record
+
     def _attempt(self, number: int) -> AttemptRecord | None:
         """One attempt; None when the capture shows an empty bin (nothing attempted)."""
         started = time.time()
         record = AttemptRecord(attempt=number, outcome=Outcome.DRIVER_ERROR, model=self.model_name, started_at=started)
+        self._current = record
 
         def finish(outcome: Outcome, message: str) -> AttemptRecord:
             record.outcome = outcome

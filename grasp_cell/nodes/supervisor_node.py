@@ -186,7 +186,8 @@ class SupervisorNode(Node):
         )
         if record.grasp is not None and self.last_grasp_msgs:
             event.grasp = self.last_grasp_msgs[0]
-        self.events.publish(event)
+        if self.context.ok():  # after Ctrl-C the log still gets the record; ROS is gone
+            self.events.publish(event)
 
 
 def main(args=None):
@@ -203,7 +204,10 @@ def main(args=None):
             finally:
                 if node.loop is not None:
                     node.loop.stop()
+                # stop and join the spinner before rclpy shuts down, or its thread dies inside C++ at exit
                 executor.shutdown()
+                spinner.join(timeout=5.0)
+                node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     raise SystemExit(exit_code)
