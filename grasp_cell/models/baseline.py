@@ -46,7 +46,7 @@ class BaselineConfig:
     finger_width: float = 0.010  # fingertip size, both across and along the closing direction
     jaw_margin: float = 0.005  # opening added on each side of the measured part extent
     grasp_depth: float = 0.015  # deepest the grasp point goes below the part top (else half the part height)
-    tip_clearance: float = 0.003  # free space the fingertips need below the grasp point
+    tip_clearance: float = 0.007  # free space below the grasp point: fingertips reach 5 mm below it, plus 2 mm
     angle_count: int = 16  # closing directions tried over 180 deg
     friction_coefficient: float = 0.5  # finger pads on parts: contacts must be within atan(mu) of square
 
