@@ -21,9 +21,9 @@ from grasp_cell.srv import Capture
 
 
 class CameraNode(Node):
-    def __init__(self, driver: CameraDriver | None = None, lock: threading.Lock | None = None):
+    def __init__(self, driver: CameraDriver | None = None, lock: threading.Lock | None = None, **node_options):
         """Use ``driver`` when given (the sim cell passes one sharing its world), else the ``driver`` parameter."""
-        super().__init__("camera_node")
+        super().__init__("camera_node", **node_options)
         if driver is None:
             from grasp_cell.drivers import create_camera_driver
 

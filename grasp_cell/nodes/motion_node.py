@@ -22,9 +22,9 @@ from grasp_cell.nodes import convert
 
 
 class MotionNode(Node):
-    def __init__(self, driver: ArmDriver | None = None, lock: threading.Lock | None = None):
+    def __init__(self, driver: ArmDriver | None = None, lock: threading.Lock | None = None, **node_options):
         """Use ``driver`` when given (the sim cell passes one sharing its world), else the ``driver`` parameter."""
-        super().__init__("motion_node")
+        super().__init__("motion_node", **node_options)
         if driver is None:
             from grasp_cell.drivers import create_arm_driver
 
