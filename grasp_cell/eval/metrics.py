@@ -21,7 +21,7 @@ class RunSummary:
     success_rate: float  # SR: successful attempts / attempts
     percent_cleared: float  # PC: parts removed / parts at start; NaN if parts are not counted
     failures_by_cause: dict[str, int] = field(default_factory=dict)
-    picks_per_hour: float = 0.0  # PPH: successes per hour of cell time (sum of attempt durations)
+    picks_per_hour: float = 0.0  # PPH: successes per hour of cell time (first attempt's start to last one's end)
     attempts_per_hour: float = 0.0
     cell_time: float = 0.0  # [s]
     phase_medians: dict[str, float] = field(default_factory=dict)  # [s]
@@ -55,7 +55,7 @@ def summarize(records: list[AttemptRecord], stop_reason: str = "") -> RunSummary
     successes = sum(record.outcome is Outcome.SUCCESS for record in records)
     parts_at_start = records[0].parts_before if records else -1
     removed = sum(record.parts_removed for record in records)
-    cell_time = float(sum(record.duration for record in records))
+    cell_time = (records[-1].started_at + records[-1].duration - records[0].started_at) if records else 0.0
     failures = Counter(record.outcome.value for record in records if record.outcome is not Outcome.SUCCESS)
     # the order of an attempt: capture, plan, then the pick's phases; anything else after
     order = ("capture", "plan", *PHASES)
