@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 from grasp_cell.core import Outcome
 from grasp_cell.msg import PickEvent
@@ -30,13 +31,16 @@ def test_cell_empties_a_small_bin_over_dds(ros_client, tmp_path):
              f"log_dir:={tmp_path}"],
             capture_output=True, text=True, timeout=300,
         )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+        records = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
+        deadline = time.monotonic() + 5.0  # events still in flight when the cell exited
+        while len(events) < len(records) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop.set()
         spinner.join()
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
-    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
-    records = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert records, run.stdout[-3000:]
 

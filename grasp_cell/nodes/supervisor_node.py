@@ -126,6 +126,8 @@ class SupervisorNode(Node):
         self.plan_timeout = self.declare_parameter("plan_timeout", 10.0).value
         self.pick_timeout = self.declare_parameter("pick_timeout", 60.0).value
         self.run_config = self.declare_parameter("run_config", "").value  # JSON of the launch arguments
+        # after the run, stay up this long so late joiners of the transient-local pick_events get the whole run
+        self.linger = self.declare_parameter("linger", 2.0).value  # [s]
 
         self.capture_client = self.create_client(Capture, "capture")
         self.plan_client = self.create_client(PlanGrasps, "plan_grasps")
@@ -167,6 +169,7 @@ class SupervisorNode(Node):
         summary = summarize(read_attempts(run_dir), stop_reason)
         write_json(run_dir / SUMMARY_FILE, summary.to_dict())
         print("[supervisor] run finished\n" + summary.format(), flush=True)
+        time.sleep(self.linger)
         return 0
 
     def report(self, record: AttemptRecord) -> None:
