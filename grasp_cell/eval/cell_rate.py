@@ -40,8 +40,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = json.loads((run_dir / SUMMARY_FILE).read_text())
             summaries.append(summary)
             print(f"seed {seed}: {summary['attempts']} attempts in {summary['cell_time']:.1f} s, "
-                  f"SR {100 * summary['success_rate']:.1f} %, {summary['attempts_per_hour']:.0f} attempts/h", flush=True)
+                  f"SR {100 * summary['success_rate']:.1f} %, PC {100 * (summary['percent_cleared'] or 0.0):.1f} %, "
+                  f"{summary['attempts_per_hour']:.0f} attempts/h", flush=True)
 
+    attempts = sum(s["attempts"] for s in summaries)
+    successes = sum(s["successes"] for s in summaries)
+    removed, at_start = sum(s["parts_removed"] for s in summaries), sum(s["parts_at_start"] for s in summaries)
+    print(f"all {len(summaries)} bins: SR {100 * successes / max(attempts, 1):.1f} % ({successes}/{attempts}), "
+          f"PC {100 * removed / max(at_start, 1):.1f} % ({removed}/{at_start})")
     print(f"median over {len(summaries)} bins:")
     print(f"  attempts per wall-hour {statistics.median(s['attempts_per_hour'] for s in summaries):8.0f}")
     print(f"  picks per wall-hour    {statistics.median(s['picks_per_hour'] for s in summaries):8.0f}")
