@@ -7,8 +7,6 @@ A camera fault answers ``success=False`` with the reason; the node keeps running
 
 from __future__ import annotations
 
-import threading
-
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -16,23 +14,18 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from grasp_cell.drivers.base import CameraDriver, DriverError
+from grasp_cell.drivers import create_camera_driver
 from grasp_cell.nodes import convert
+from grasp_cell.nodes.driver_parameters import driver_from_parameters
 from grasp_cell.srv import Capture
 
 
 class CameraNode(Node):
-    def __init__(self, driver: CameraDriver | None = None, lock: threading.Lock | None = None, **node_options):
+    def __init__(self, driver: CameraDriver | None = None, **node_options):
         """Use ``driver`` when given (the sim cell passes one sharing its world), else the ``driver`` parameter."""
         super().__init__("camera_node", **node_options)
-        if driver is None:
-            from grasp_cell.drivers import create_camera_driver
-
-            name = self.declare_parameter("driver", "sim").value
-            driver = create_camera_driver(name, self.declare_parameter("driver_config", "").value)
-            self.get_logger().info(f"camera driver '{name}' ready")
-        self.driver = driver
-        self.lock = lock or threading.Lock()  # the sim driver shares its physics world with the arm
-        self.frame_id = self.declare_parameter("frame_id", driver.frame_id).value
+        self.driver = driver if driver is not None else driver_from_parameters(self, create_camera_driver)
+        self.frame_id = self.declare_parameter("frame_id", self.driver.frame_id).value
         self.depth_pub = self.create_publisher(Image, "depth/image", 1)
         self.color_pub = self.create_publisher(Image, "color/image", 1)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", 1)
@@ -40,8 +33,7 @@ class CameraNode(Node):
 
     def capture_callback(self, request: Capture.Request, response: Capture.Response) -> Capture.Response:
         try:
-            with self.lock:
-                capture = self.driver.capture()
+            capture = self.driver.capture()
         except DriverError as error:
             response.success = False
             response.message = f"camera fault: {error}"
@@ -65,7 +57,10 @@ class CameraNode(Node):
 def main(args=None):
     try:
         with rclpy.init(args=args):
-            node = CameraNode()
+            try:
+                node = CameraNode()
+            except DriverError as error:
+                raise SystemExit(f"camera_node: {error}") from None
             try:
                 rclpy.spin(node)
             finally:

@@ -6,8 +6,6 @@ driver's hand-eye calibration (T_base_cam) and reports the physically classified
 
 from __future__ import annotations
 
-import threading
-
 import rclpy
 from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -17,22 +15,17 @@ from rclpy.node import Node
 from grasp_cell.action import Pick
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
-from grasp_cell.drivers.base import ArmDriver, PickRequest
+from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
+from grasp_cell.drivers import create_arm_driver
 from grasp_cell.nodes import convert
+from grasp_cell.nodes.driver_parameters import driver_from_parameters
 
 
 class MotionNode(Node):
-    def __init__(self, driver: ArmDriver | None = None, lock: threading.Lock | None = None, **node_options):
+    def __init__(self, driver: ArmDriver | None = None, **node_options):
         """Use ``driver`` when given (the sim cell passes one sharing its world), else the ``driver`` parameter."""
         super().__init__("motion_node", **node_options)
-        if driver is None:
-            from grasp_cell.drivers import create_arm_driver
-
-            name = self.declare_parameter("driver", "sim").value
-            driver = create_arm_driver(name, self.declare_parameter("driver_config", "").value)
-            self.get_logger().info(f"arm driver '{name}' ready")
-        self.driver = driver
-        self.lock = lock or threading.Lock()
+        self.driver = driver if driver is not None else driver_from_parameters(self, create_arm_driver)
         self._server = ActionServer(
             self,
             Pick,
@@ -80,17 +73,19 @@ class MotionNode(Node):
         def on_phase(phase: str) -> None:
             goal_handle.publish_feedback(Pick.Feedback(phase=phase))
 
-        with self.lock:
-            try:
-                return self.driver.pick(request, on_phase=on_phase)
-            except Exception as error:  # a driver bug is an arm fault for the cell, not a dead node
-                return PickResult(Outcome.DRIVER_ERROR, message=f"{type(error).__name__}: {error}")
+        try:
+            return self.driver.pick(request, on_phase=on_phase)
+        except Exception as error:  # a driver bug is an arm fault for the cell, not a dead node
+            return PickResult(Outcome.DRIVER_ERROR, message=f"{type(error).__name__}: {error}")
 
 
 def main(args=None):
     try:
         with rclpy.init(args=args):
-            node = MotionNode()
+            try:
+                node = MotionNode()
+            except DriverError as error:
+                raise SystemExit(f"motion_node: {error}") from None
             try:
                 rclpy.spin(node, executor=MultiThreadedExecutor())
             finally:
