@@ -4,8 +4,8 @@ The pinned environment is requirements.txt; ./cell.sh setup installs it, builds 
 (msg/ srv/ action/) with CMake into the venv and then installs this package editable.
 On a ROS 2 install, colcon builds the package from CMakeLists.txt instead (docs/ros_install.md).
 """
-from glob import glob
 import os
+from glob import glob
 
 from setuptools import find_packages, setup
 

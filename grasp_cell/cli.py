@@ -14,7 +14,9 @@ from grasp_cell.graph import LAUNCH_ARGUMENTS, parse_key_values
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="grasp-cell", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="grasp-cell", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     launch_parser = commands.add_parser("launch", help="run the cell's nodes (pip route of ros2 launch)")
     launch_parser.add_argument("arguments", nargs="*", metavar="name:=value")

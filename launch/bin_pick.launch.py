@@ -4,12 +4,12 @@ The processes come from grasp_cell.graph.node_graph, the same description the pi
 (`grasp-cell launch`) uses, so both routes start the same cell.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from grasp_cell.graph import LAUNCH_ARGUMENTS, node_graph
+from launch import LaunchDescription
 
 
 def _nodes(context):

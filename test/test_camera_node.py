@@ -26,7 +26,8 @@ class FlakyCamera(CameraDriver):
             raise DriverError("no frame within 2.0 s")
         depth = np.full((48, 64), 0.6, np.float32)
         depth[0, 0] = np.nan
-        return Capture(depth, INTRINSICS, np.zeros((48, 64, 3), np.uint8), stamp=1.5, parts_in_bin=-1, roi=(4, 4, 60, 44))
+        color = np.zeros((48, 64, 3), np.uint8)
+        return Capture(depth, INTRINSICS, color, stamp=1.5, parts_in_bin=-1, roi=(4, 4, 60, 44))
 
 
 def test_capture_service_reports_faults_and_keeps_serving(ros_client):

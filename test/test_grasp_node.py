@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from ros_process import start_node, stop_node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from grasp_cell.core import CameraIntrinsics
 from grasp_cell.nodes import convert
 from grasp_cell.srv import PlanGrasps
-from ros_process import start_node, stop_node
 
 INTRINSICS = CameraIntrinsics.default()
 

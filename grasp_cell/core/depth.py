@@ -47,7 +47,9 @@ def validate_depth(depth: np.ndarray, min_valid_fraction: float = 0.01) -> None:
     valid = np.isfinite(depth)
     fraction = float(valid.mean())
     if fraction < min_valid_fraction:
-        raise DepthError(f"depth has {fraction:.1%} valid pixels (< {min_valid_fraction:.0%}): camera blind or occluded")
+        raise DepthError(
+            f"depth has {fraction:.1%} valid pixels (< {min_valid_fraction:.0%}): camera blind or occluded"
+        )
 
 
 def fill_missing(depth: np.ndarray) -> np.ndarray:

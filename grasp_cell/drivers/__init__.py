@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from grasp_cell.drivers.base import ArmDriver, CameraDriver, Capture, DriverError, PickRequest
 
-__all__ = ["ArmDriver", "CameraDriver", "Capture", "DriverError", "PickRequest", "create_arm_driver", "create_camera_driver"]
+__all__ = [
+    "ArmDriver",
+    "CameraDriver",
+    "Capture",
+    "DriverError",
+    "PickRequest",
+    "create_arm_driver",
+    "create_camera_driver",
+]
 
 
 def _sim_only(kind: str):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grasp_cell.core.depth import DepthError
 from grasp_cell.core.grasp import Grasp
 from grasp_cell.core.pick import PickResult
 from grasp_cell.drivers.base import Capture, PickRequest
@@ -23,7 +24,6 @@ from grasp_cell.eval.metrics import RunSummary, summarize
 from grasp_cell.eval.pick_loop import PickUntilEmpty, PlanningError, StopRules
 from grasp_cell.graph import package_share
 from grasp_cell.models import GraspModel, Observation, create_model
-from grasp_cell.core.depth import DepthError
 from grasp_cell.sim.config import CellConfig
 from grasp_cell.sim.world import SimWorld
 
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "git_commit": git_commit(), "started_at": time.time()})
         summary = run_bin(config, model, options.parts, run_dir, rules)
         summaries.append(summary)
-        print(f"{seed:>4} {summary.attempts:>8} {100 * summary.success_rate:>6.1f} {100 * summary.percent_cleared:>6.1f} "
+        rates = f"{100 * summary.success_rate:>6.1f} {100 * summary.percent_cleared:>6.1f}"
+        print(f"{seed:>4} {summary.attempts:>8} {rates} "
               f"{summary.picks_per_hour:>6.0f}  {json.dumps(summary.failures_by_cause)}", flush=True)
     attempts = sum(s.attempts for s in summaries)
     successes = sum(s.successes for s in summaries)

@@ -13,8 +13,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from grasp_cell.drivers.base import CameraDriver, DriverError
 from grasp_cell.drivers import create_camera_driver
+from grasp_cell.drivers.base import CameraDriver, DriverError
 from grasp_cell.nodes import convert
 from grasp_cell.nodes.driver_parameters import driver_from_parameters
 from grasp_cell.srv import Capture

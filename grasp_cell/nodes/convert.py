@@ -26,7 +26,13 @@ def to_depth_msg(depth: np.ndarray, header: Header) -> Image:
     depth = np.ascontiguousarray(depth, dtype="<f4")
     height, width = depth.shape
     return Image(
-        header=header, height=height, width=width, encoding="32FC1", is_bigendian=0, step=4 * width, data=depth.tobytes()
+        header=header,
+        height=height,
+        width=width,
+        encoding="32FC1",
+        is_bigendian=0,
+        step=4 * width,
+        data=depth.tobytes(),
     )
 
 

@@ -15,8 +15,8 @@ from rclpy.node import Node
 from grasp_cell.action import Pick
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
-from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
 from grasp_cell.drivers import create_arm_driver
+from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
 from grasp_cell.nodes import convert
 from grasp_cell.nodes.driver_parameters import driver_from_parameters
 

@@ -175,7 +175,8 @@ class SupervisorNode(Node):
     def report(self, record: AttemptRecord) -> None:
         phases = " ".join(f"{name} {value:.2f}s" for name, value in record.phase_durations.items())
         parts = f"parts {record.parts_before}->{record.parts_after}" if record.parts_before >= 0 else ""
-        print(f"[attempt {record.attempt:3d}] {record.outcome.value:<12} {parts}  {phases}  {record.message}", flush=True)
+        outcome = record.outcome.value
+        print(f"[attempt {record.attempt:3d}] {outcome:<12} {parts}  {phases}  {record.message}", flush=True)
         event = PickEvent(
             header=Header(stamp=convert.to_time_msg(record.started_at)),
             attempt=record.attempt,
