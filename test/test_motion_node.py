@@ -2,6 +2,7 @@
 arm faults reported as driver_error while the node keeps serving."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -64,7 +65,9 @@ def send(ros_client, client, grasp):
     assert handle is not None and handle.accepted
     response = ros_client.wait_for(handle.get_result_async(), 10)
     assert response is not None
-    ros_client.executor.spin_once(timeout_sec=0.2)  # let the last feedback arrive
+    deadline = time.monotonic() + 2.0  # feedback sent just before the result may be handled after it
+    while len(feedback) < len(PHASES) and time.monotonic() < deadline:
+        ros_client.executor.spin_once(timeout_sec=0.05)
     return response.result, [f.feedback.phase for f in feedback]
 
 
