@@ -11,6 +11,7 @@ from grasp_cell.core.transform import rotation_about_axis
 from grasp_cell.eval.latency import make_observations, measure_latency
 from grasp_cell.eval.synthetic import (
     FLOOR_ID,
+    BinGeometry,
     Part,
     PartShape,
     add_sensor_noise,
@@ -210,6 +211,134 @@ def test_parallel_grasps_in_clutter_fit_the_jaw(cluttered):
     assert all(0.0 < grasp.width <= MAX_OPENING for grasp in grasps)
     qualities = [grasp.quality for grasp in grasps]
     assert qualities == sorted(qualities, reverse=True) and all(0.0 <= q <= 1.0 for q in qualities)
+
+
+def test_parallel_grasps_in_clutter_pinch_one_part_each(cluttered):
+    scene, depth = cluttered
+    grasps = create_model("baseline", gripper="parallel").plan(observe(scene, depth), max_grasps=10)
+    assert grasps
+    for grasp in grasps:
+        first, second = pad_contacts(scene, grasp)
+        assert first == second == part_at(scene, grasp), (grasp.pixel, first, second)
+
+
+FINGER_THICKNESS, FINGER_WIDTH, TIP_BELOW_TCP = 0.010, 0.020, 0.005  # the simulated jaw's fingers
+
+
+def bin_point(scene, point_cam):
+    return scene.T_cam_bin.inverse().apply(point_cam)
+
+
+def pad_contacts(scene, grasp):
+    """Ground truth: the part each finger pad touches first as the jaw closes from ``grasp.width`` (0: none).
+
+    A pad is the finger's inner face, FINGER_WIDTH wide, at the fingertips' depth; it meets whatever stands
+    above that depth (a straight-down camera sees a part's full outline)."""
+    tip_depth = grasp.position[2] + TIP_BELOW_TCP
+    centre = np.array([grasp.position[0], grasp.position[1], tip_depth])
+    across = np.cross([0.0, 0.0, 1.0], grasp.closing)
+    travel = np.arange(0.5 * grasp.width, -1e-9, -0.0005)  # from the open pad inwards
+    offsets = np.linspace(-0.5, 0.5, 9) * FINGER_WIDTH
+    contacts = []
+    for sign in (1.0, -1.0):
+        points = centre + sign * travel[:, None, None] * grasp.closing + offsets[None, :, None] * across
+        u, v = np.rint(INTRINSICS.project(points.reshape(-1, 3))).astype(int).T
+        ids = scene.part_id[v, u].reshape(points.shape[:2])
+        touched = (scene.depth[v, u].reshape(points.shape[:2]) < tip_depth) & (ids > 0)
+        rows = np.nonzero(touched.any(axis=1))[0]
+        contacts.append(int(ids[rows[0]][touched[rows[0]]][0]) if rows.size else 0)
+    return tuple(contacts)
+
+
+def lying(part_id, shape, diameter, length, x, y=0.0):
+    """A cylinder or capsule lying on the floor with its axis along the bin's y axis."""
+    rotation = rotation_about_axis((1, 0, 0), math.pi / 2)
+    return Part(part_id, shape, (diameter, diameter, length), Transform(rotation, [x, y, diameter / 2]))
+
+
+def standing_cylinder(part_id, diameter, length, x, y=0.0):
+    return Part(part_id, PartShape.CYLINDER, (diameter, diameter, length), Transform(np.eye(3), [x, y, length / 2]))
+
+
+TOUCHING = {
+    # a cylinder and a lower capsule against its side: a jaw closing across both pinches the two
+    "cylinder_and_capsule": [
+        lying(1, PartShape.CYLINDER, 0.0305, 0.0275, 0.0),
+        lying(2, PartShape.CAPSULE, 0.015, 0.0335, 0.01525 + 0.0075),
+    ],
+    # two standing cylinders of the same height: no step between them, just a gap that narrows to nothing
+    "standing_pair": [standing_cylinder(1, 0.030, 0.028, -0.015), standing_cylinder(2, 0.030, 0.028, 0.015)],
+    # a lying cylinder against a standing one, their tops 1.5 mm apart in height
+    "lying_and_standing": [
+        lying(1, PartShape.CYLINDER, 0.029, 0.028, -0.0145),
+        standing_cylinder(2, 0.0305, 0.0275, 0.0145 + 0.01525),
+    ],
+}
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+@pytest.mark.parametrize("pair", sorted(TOUCHING))
+def test_parallel_pinches_one_of_two_touching_parts(pair, downsample):
+    scene = render_scene(TOUCHING[pair], INTRINSICS, overhead_camera(0.7))
+    depth = add_sensor_noise(scene.depth, np.random.default_rng(4), hole_count=0)
+    grasps = create_model("baseline", gripper="parallel", downsample=downsample).plan(observe(scene, depth), 5)
+    assert grasps  # each part has free sides
+    for grasp in grasps:
+        first, second = pad_contacts(scene, grasp)
+        assert first == second == part_at(scene, grasp), (grasp.pixel, first, second)
+
+
+def test_parallel_reaches_a_part_against_the_bin_wall():
+    """Parallel to the wall, the fingers fit between the part's ends and the wall; the bin's walls rise straight
+    up from the roi's edges, so above the floor the part and the fingers show outside the roi's pixel box."""
+    geometry = BinGeometry()
+    diameter = 0.024
+    part = lying(1, PartShape.CYLINDER, diameter, 0.030, 0.5 * geometry.inner_length - 0.5 * diameter - 0.0005)
+    scene = render_scene([part], INTRINSICS, overhead_camera(0.7))
+    depth = add_sensor_noise(scene.depth, np.random.default_rng(5), hole_count=0)
+    grasps = create_model("baseline", gripper="parallel").plan(observe(scene, depth), max_grasps=3)
+    assert grasps and part_at(scene, grasps[0]) == 1
+    best = grasps[0]
+    wall_direction = scene.T_cam_bin.rotation[:, 1]  # the bin's y axis, along the wall
+    assert abs(best.closing @ wall_direction) > math.cos(math.radians(25.0))
+    assert pad_contacts(scene, best) == (1, 1)
+    # the fingers' outer corners stay inside the walls
+    tip = best.position + np.array([0.0, 0.0, TIP_BELOW_TCP])
+    across = np.cross([0.0, 0.0, 1.0], best.closing)
+    reach = 0.5 * best.width + FINGER_THICKNESS
+    for along in (1.0, -1.0):
+        for side in (1.0, -1.0):
+            x, y, _ = bin_point(scene, tip + along * reach * best.closing + side * 0.5 * FINGER_WIDTH * across)
+            assert abs(x) < 0.5 * geometry.inner_length and abs(y) < 0.5 * geometry.inner_width
+
+
+def test_parallel_fingertips_stay_clear_of_the_floor():
+    part = Part(1, PartShape.BOX, (0.030, 0.025, 0.015), Transform(np.eye(3), [0.0, 0.0, 0.0075]))
+    scene = render_scene([part], INTRINSICS, overhead_camera(0.7))
+    model = create_model("baseline", gripper="parallel")
+    grasps = model.plan(observe(scene), max_grasps=3)
+    assert grasps and part_at(scene, grasps[0]) == 1
+    for grasp in grasps:
+        tip_height = bin_point(scene, grasp.position + np.array([0.0, 0.0, TIP_BELOW_TCP]))[2]
+        assert tip_height >= model.config.floor_clearance - 0.001
+        assert pad_contacts(scene, grasp) == (1, 1)
+
+
+def test_parallel_pinches_a_sphere_no_higher_than_its_widest():
+    """A lower box beside the sphere would keep the fingertips above the sphere's equator on that side: the
+    pads would meet its upper flank with their edges, and it squeezes out. Across the other way they reach."""
+    diameter = 0.025
+    sphere = Part(1, PartShape.SPHERE, (diameter,) * 3, Transform(np.eye(3), [0.0, 0.0, diameter / 2]))
+    beside = [diameter / 2 + 0.006 + 0.020, 0.0, 0.009]  # 6 mm from the sphere
+    box = Part(2, PartShape.BOX, (0.040, 0.040, 0.018), Transform(np.eye(3), beside))
+    scene = render_scene([sphere, box], INTRINSICS, overhead_camera(0.7))
+    grasps = create_model("baseline", gripper="parallel").plan(observe(scene), max_grasps=5)
+    on_sphere = [grasp for grasp in grasps if part_at(scene, grasp) == 1]
+    assert on_sphere
+    for grasp in on_sphere:
+        tip_height = bin_point(scene, grasp.position + np.array([0.0, 0.0, TIP_BELOW_TCP]))[2]
+        assert tip_height <= diameter / 2 + 0.002
+        assert pad_contacts(scene, grasp) == (1, 1)
 
 
 # what may never be grasped

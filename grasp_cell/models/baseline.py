@@ -24,6 +24,14 @@ _MIN_CONTOUR_SLOPE = 0.3  # height change per lateral distance below which a sur
 _CLEARANCE_RING = 2.0  # [cup diameters] the area checked for neighbours standing above the cup
 _OBSTRUCTION_SCALE = 0.010  # [m] a neighbour this far above the cup (beyond the tilt) zeroes its clearance
 _CANDIDATES_PER_GRASP = 8  # parallel jaw: part tops examined per grasp asked for
+_OBSTACLE = -1.0  # [m] parallel jaw: the depth of missing data and of all beyond the bin's walls, in front of all
+_LINE_SLACK = 0.010  # [m] parallel jaw: closing lines reach this much further than the jaw could need
+_ACROSS_LINES = 5  # parallel jaw: depth profiles across the finger width, edges included
+_CONTOUR_SPAN = 0.010  # [m] across the closing line over which a contact's contour normal is averaged
+_BOUNDARY_LINES = 2  # lines across the finger width that must see a part end for it to count
+_OUTLINE_TOLERANCE = 1.5  # [samples] an end further in than this from between its neighbours' is a dent
+_ROUND_DROP = 0.001  # [m] a top falling away by more than this halfway out to its edges is rounded
+_MAX_ROUND_ELEVATION = math.radians(10.0)  # contacts this far above a rounded part's widest line do not hold
 
 
 @dataclass(frozen=True)
@@ -35,20 +43,27 @@ class BaselineConfig:
     downsample: int = 2  # plan on factor x factor pixel blocks
     min_spacing: float = 0.025  # between returned grasps, about one part
     floor_margin: float = 0.005  # points closer than this to the fitted bin floor are floor
-    wall_clearance: float = 0.003  # suction: from the cup rim to the roi border (the 8 mm stem clears the wall)
+    wall_clearance: float = 0.003  # from the cup rim to the roi border (the 8 mm stem clears the wall), or from a
+    # finger to the bin's walls
+    edge_jump: float = 0.006  # depth step between neighbouring (reduced) pixels that counts as an edge
     # suction
     cup_diameter: float = 0.010  # seed 000: a 10 mm cup (the simulated cup too)
     max_tilt_deg: float = 50.0  # steepest approach off the optical axis
     flatness_tolerance: float = 0.002  # RMS deviation from a plane over the cup at which the score halves
-    edge_jump: float = 0.006  # depth step between neighbouring (reduced) pixels that counts as an edge
     # parallel jaw
     max_opening: float = 0.085
-    finger_width: float = 0.010  # fingertip size, both across and along the closing direction
+    finger_width: float = 0.020  # finger pad size across the closing direction
+    finger_thickness: float = 0.010  # finger size along the closing direction
     jaw_margin: float = 0.005  # opening added on each side of the measured part extent
+    min_jaw_margin: float = 0.002  # ... at least, on the side of a close neighbour
     grasp_depth: float = 0.015  # deepest the grasp point goes below the part top (else half the part height)
     tip_clearance: float = 0.007  # free space below the grasp point: fingertips reach 5 mm below it, plus 2 mm
+    fingertip_offset: float = 0.005  # how far the fingertips reach below the grasp point (the TCP)
+    floor_clearance: float = 0.006  # fingertips stay this far above the bin floor: the arm's position tolerance
+    # (2 mm) and then some, as pressing on the floor is a collision
     angle_count: int = 16  # closing directions tried over 180 deg
     friction_coefficient: float = 0.5  # finger pads on parts: contacts must be within atan(mu) of square
+    convexity_tolerance: float = 0.002  # drop in the depth slope between samples that ends a part (_piece_ends)
 
     def __post_init__(self):
         object.__setattr__(self, "gripper", GripperKind.parse(self.gripper))
@@ -64,6 +79,8 @@ class BaselineConfig:
             raise ValueError(f"min_spacing must be >= 0, got {self.min_spacing}")
         if self.max_opening <= 2 * self.jaw_margin:
             raise ValueError("max_opening must exceed twice the jaw margin")
+        if not 0.0 <= self.min_jaw_margin <= self.jaw_margin:
+            raise ValueError(f"need 0 <= min_jaw_margin <= jaw_margin, got {self.min_jaw_margin}, {self.jaw_margin}")
 
 
 @dataclass(frozen=True)
@@ -78,19 +95,53 @@ class _Crop:
     v: np.ndarray  # (h,) full-resolution v of each row's centre
     metres_per_pixel: float  # size of one reduced pixel at unit depth = factor / f
     reference_depth: float  # [m] median floor depth, for converting lengths to pixels
+    inside: np.ndarray | None = None  # (h, w) reduced pixels inside the roi, where the crop reaches past it
+    bin_box: tuple[float, float, float, float] | None = None  # where the crop reaches past the roi: the bin's
+    # walls, rising straight up from the roi's edges on the floor: x_min, x_max, y_min, y_max [m], camera frame
+    intrinsics: CameraIntrinsics | None = None
+    factor: int = 1
 
     def pixels(self, length: float) -> float:
         """A length [m] at the reference depth in reduced pixels."""
         return length / (self.metres_per_pixel * self.reference_depth)
 
+    def in_bin(self, margin: float) -> np.ndarray:
+        """(h, w) whether each reduced pixel's point lies inside the bin's walls (by ``margin`` [m]), everywhere
+        where the crop is the roi itself."""
+        if self.bin_box is None:
+            return np.ones(self.depth.shape, dtype=bool)
+        x_min, x_max, y_min, y_max = self.bin_box
+        x, y = self.from_reduced(np.arange(self.v.size)[:, None], np.arange(self.u.size)[None, :], self.nearest)
+        with np.errstate(invalid="ignore"):
+            return (x > x_min + margin) & (x < x_max - margin) & (y > y_min + margin) & (y < y_max - margin)
 
-def _prepare(observation: Observation, factor: int) -> _Crop | None:
+    def to_reduced(self, x, y, z):
+        """Reduced (row, column) coordinates where camera-frame points (x, y, z) [m] show."""
+        k = self.intrinsics
+        return (k.cy + k.fy * y / z - self.v[0]) / self.factor, (k.cx + k.fx * x / z - self.u[0]) / self.factor
+
+    def from_reduced(self, rows, cols, z):
+        """Camera-frame (x, y) [m] of the points at depth ``z`` that show at reduced (row, column)."""
+        k = self.intrinsics
+        return (self.u[0] + self.factor * cols - k.cx) / k.fx * z, (self.v[0] + self.factor * rows - k.cy) / k.fy * z
+
+
+def _prepare(observation: Observation, factor: int, walls: bool = False) -> _Crop | None:
+    """The reduced roi crop. ``walls``: reach past the roi as far as the inside of the bin shows in the image.
+
+    The roi bounds the bin floor, and a bin's walls rise straight up from it: seen from above, whatever stands
+    inside the bin near a wall shows outside the roi's pixel box (further from the image centre the higher it
+    is). With ``walls`` the crop takes that in, ``inside`` marks the roi proper and ``bin_box`` the walls.
+    """
     intrinsics = observation.intrinsics
     u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
     u_min, v_min = max(int(u_min), 0), max(int(v_min), 0)
     u_max, v_max = min(int(u_max), intrinsics.width), min(int(v_max), intrinsics.height)
     if u_max - u_min < 2 * factor or v_max - v_min < 2 * factor:
         return None
+    box = (u_min, v_min, u_max, v_max)
+    if walls:
+        u_min, v_min, u_max, v_max = _bin_view(observation, box, factor)
     region = observation.depth[v_min:v_max, u_min:u_max]
     region = np.where(region > 0, region, np.nan)  # 0 also means missing
     depth = downsample_depth(region, factor)
@@ -99,14 +150,53 @@ def _prepare(observation: Observation, factor: int) -> _Crop | None:
     # for collisions without making every part a pixel wider; larger holes stay missing (obstacles)
     highest_around = ndimage.minimum_filter(np.where(np.isfinite(nearest), nearest, np.inf), size=3)
     nearest = np.where(np.isfinite(nearest), nearest, np.where(np.isfinite(highest_around), highest_around, np.nan))
-    if np.count_nonzero(np.isfinite(depth)) < _MIN_VALID_PIXELS:
-        return None
     u = u_min + factor * np.arange(depth.shape[1]) + (factor - 1) / 2
     v = v_min + factor * np.arange(depth.shape[0]) + (factor - 1) / 2
+    inside = None
+    if walls:  # reduced blocks wholly inside the roi
+        inside = ((u - (factor - 1) / 2 >= box[0]) & (u + (factor - 1) / 2 < box[2]))[None, :] & (
+            (v - (factor - 1) / 2 >= box[1]) & (v + (factor - 1) / 2 < box[3])
+        )[:, None]
+    if np.count_nonzero(np.isfinite(depth) if inside is None else np.isfinite(depth) & inside) < _MIN_VALID_PIXELS:
+        return None
     points = intrinsics.deproject(u[None, :], v[:, None], depth)
-    floor = fit_floor_plane(depth, sample_step=max(1, 4 // factor))
+    floor = fit_floor_plane(depth, mask=inside, sample_step=max(1, 4 // factor))
     focal = math.sqrt(intrinsics.fx * intrinsics.fy)
-    return _Crop(depth, nearest, points, floor, u, v, factor / focal, float(np.median(floor)))
+    reference_depth = float(np.median(floor if inside is None else floor[inside]))
+    bin_box = None
+    if walls:  # the roi's pixel box edges (pixel centres are at integers) on the floor
+        bin_box = (
+            (box[0] - 0.5 - intrinsics.cx) / intrinsics.fx * reference_depth,
+            (box[2] - 0.5 - intrinsics.cx) / intrinsics.fx * reference_depth,
+            (box[1] - 0.5 - intrinsics.cy) / intrinsics.fy * reference_depth,
+            (box[3] - 0.5 - intrinsics.cy) / intrinsics.fy * reference_depth,
+        )
+    return _Crop(
+        depth, nearest, points, floor, u, v, factor / focal, reference_depth, inside, bin_box, intrinsics, factor
+    )
+
+
+def _bin_view(observation: Observation, box, factor: int) -> tuple[int, int, int, int]:
+    """The pixel box that shows the inside of the bin up to its highest point: the roi grown away from the image
+    centre by whole blocks, so the roi's own blocks stay where they were."""
+    intrinsics = observation.intrinsics
+    u_min, v_min, u_max, v_max = box
+    region = observation.depth[v_min:v_max, u_min:u_max]
+    seen = region[np.isfinite(region) & (region > 0)]
+    if seen.size == 0:
+        return box
+    grow = float(np.max(seen) / np.min(seen))  # floor depth / depth of the highest point
+    grown = []
+    for edge, centre, limit, sign in (
+        (u_min, intrinsics.cx, 0, -1),
+        (v_min, intrinsics.cy, 0, -1),
+        (u_max, intrinsics.cx, intrinsics.width, 1),
+        (v_max, intrinsics.cy, intrinsics.height, 1),
+    ):
+        reach = max(0.0, sign * (centre + (edge - centre) * grow - edge))
+        blocks = min(int(math.ceil(reach / factor)), abs(limit - edge) // factor)
+        grown.append(edge + sign * factor * blocks)
+    return tuple(grown)
 
 
 def _odd(pixels: float, minimum: int = 3) -> int:
@@ -136,11 +226,18 @@ class BaselineModel(GraspModel):
     reverse) and a flatness score; the quality multiplies flatness, tilt, clearance of the cup from
     taller neighbours, distance from depth edges and height above the bin floor.
 
-    parallel: at the tops of parts (maxima of the smoothed height), depth profiles in ``angle_count``
-    closing directions find where the surface drops on both sides below the fingertips, with room for
-    the fingers; the contour normals at the contacts must lie in the friction cones (antipodal). The
-    jaws are centred on the part, and the quality multiplies contact depth, squareness of the contacts,
-    a narrow opening, tolerance to the angle and height in the pile. The approach is top-down.
+    parallel: candidates are the middles of part tops (maxima of the distance to depth edges), centred on
+    their part along its chords. Closing lines in ``angle_count`` directions are laid out in the camera frame
+    where the fingertips go, five profiles across the finger width each, and split into parts by shape (a
+    convex part's depth along a line is convex, its outline across the finger concave, and a line meets it
+    in one interval). Along each line the part's edges at the fingertip depth set the opening; the fingers
+    need free room beyond them (down to ``min_jaw_margin`` on a tight side, the jaw shifting to the other),
+    stop above a neighbour under a finger instead of landing on it, stay ``floor_clearance`` above the floor
+    and inside the bin's walls (which rise straight up from the roi's edges on the floor), and nothing but the
+    part may stand between them. The contour normals at the contacts must lie in the friction cones, and a
+    rounded part must be pinched no higher than its widest line. The quality multiplies contact depth,
+    squareness of the contacts and room to miss the part with the mean of three preferences: tolerance to the
+    angle, height in the pile and a narrow opening. The approach is top-down.
     """
 
     name = "baseline"
@@ -150,10 +247,11 @@ class BaselineModel(GraspModel):
         self.gripper = self.config.gripper
 
     def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
-        crop = _prepare(observation, self.config.downsample)
+        suction = self.gripper is GripperKind.SUCTION
+        crop = _prepare(observation, self.config.downsample, walls=not suction)  # fingers reach beside parts
         if crop is None or max_grasps <= 0:
             return []
-        if self.gripper is GripperKind.SUCTION:
+        if suction:
             return self._plan_suction(crop, observation.intrinsics, max_grasps)
         return self._plan_parallel(crop, observation.intrinsics, max_grasps)
 
@@ -236,45 +334,70 @@ class BaselineModel(GraspModel):
         cfg = self.config
         depth = crop.nearest  # conservative for collisions, and not widened by missing pixels at edges
         valid = np.isfinite(depth)
-        height = np.where(valid, crop.floor - depth, 0.0)
+        inside = valid & crop.inside
+        height = np.where(valid, crop.floor - depth, 0.0)  # beyond the roi: the inner faces of the walls
 
-        # candidate centres: tops of parts = maxima of the height smoothed over about a part
-        part = _odd(crop.pixels(cfg.min_spacing))
-        smooth = ndimage.uniform_filter(height, size=part, mode="nearest")
-        peaks = valid & (height > cfg.floor_margin) & (smooth >= ndimage.maximum_filter(smooth, size=part))
+        # candidate centres: the middles of part tops, in the roi. A part's top is bounded by depth edges (its
+        # silhouette, or a step to a neighbour) and the floor: its middle is a local maximum of the distance to
+        # them, a neck between touching parts is not. Highest first, about half a part apart.
+        filled = np.where(valid, depth, -1.0)  # missing pixels make edges with everything around them
+        jump = ndimage.maximum_filter(filled, size=3) - ndimage.minimum_filter(filled, size=3)
+        tops = valid & (height > cfg.floor_margin) & (jump <= cfg.edge_jump) & crop.in_bin(cfg.wall_clearance)
+        interior = ndimage.distance_transform_edt(tops)
+        core = _odd(crop.pixels(0.5 * cfg.min_spacing))
+        peaks = tops & inside & (interior >= ndimage.maximum_filter(interior, size=core)) & (interior >= 1.5)
         rows, cols = np.nonzero(peaks)
         if rows.size == 0:
             return []
-        keep = np.argsort(-smooth[rows, cols], kind="stable")[: _CANDIDATES_PER_GRASP * max(max_grasps, 10)]
+        count = _CANDIDATES_PER_GRASP * max(max_grasps, 10)
+        keep = _select_spread(height[rows, cols], rows, cols, crop.pixels(0.5 * cfg.min_spacing), count)
         rows, cols = rows[keep].astype(float), cols[keep].astype(float)
-        # the top of each candidate: the highest point next to it
-        highest = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=3)
+        # the top of each candidate: the highest point next to it; its centre in the camera frame
+        highest = ndimage.minimum_filter(np.where(inside, depth, np.inf), size=3)
         top_depth = highest[rows.astype(int), cols.astype(int)]
+        x, y = crop.from_reduced(rows, cols, top_depth)
         angles = np.pi * np.arange(cfg.angle_count) / cfg.angle_count
-        solid = np.where(valid, depth, -np.inf)  # missing data and all outside the roi (bin walls) are obstacles
+        solid = np.where(valid, depth, _OBSTACLE).astype(np.float32)  # missing data is an obstacle
 
-        profiles = _JawProfiles.sample(solid, crop, cfg, rows, cols, top_depth, angles[None, :])
-        # grasp point below the top: half the height over the lowest surface around, at most grasp_depth
-        lowest = np.where(np.isfinite(profiles.depth), profiles.depth, -np.inf).max(axis=(1, 2))
-        lowest = np.minimum(lowest, crop.floor[rows.astype(int), cols.astype(int)])
-        part_height = lowest - top_depth
+        # grasp point below the top: half the height over the floor, at most grasp_depth, and the fingertips
+        # floor_clearance above the floor
+        floor_depth = crop.floor[rows.astype(int), cols.astype(int)]
+        part_height = floor_depth - top_depth
         grasp_depth = np.minimum(0.5 * part_height, cfg.grasp_depth)
+        grasp_depth = np.minimum(grasp_depth, part_height - cfg.fingertip_offset - cfg.floor_clearance)
         fingertip = top_depth + grasp_depth + cfg.tip_clearance
         # contour normals: the height gradient, smoothed for steadier directions on jagged edges,
         # as a slope (Sobel sums 8 pixel differences)
         smooth_height = ndimage.gaussian_filter(height, 1.0)
         pixel_size = crop.metres_per_pixel * crop.reference_depth  # [m]
         slope = tuple(ndimage.sobel(smooth_height, axis=axis) / (8.0 * pixel_size) for axis in (0, 1))
-        lines = profiles.measure(fingertip, slope, cfg)
-        feasible = lines.feasible & (part_height[:, None] > 2 * cfg.floor_margin)
+        # centre each candidate on its part first (a top's middle in the image is a pixel or two off, and
+        # off-centre contacts on round parts are oblique): midway along the part's narrowest chord of four, which
+        # puts it on the part's long axis, then midway along the chord square to that
+        compass = np.pi * np.arange(4)[None, :] / 4
+        middle, extent, spanned = _JawProfiles.sample(solid, crop, cfg, x, y, fingertip, compass).ends(fingertip, cfg)
+        narrow = np.argmin(extent, axis=1)
+        square = (narrow + 2) % 4
+        found = np.isfinite(extent[np.arange(x.size), narrow])
+        both = found & spanned[np.arange(x.size), square]
+        for pick, use in ((narrow, found), (square, both)):
+            move = np.where(use, middle[np.arange(x.size), pick], 0.0)
+            x = x + move * np.cos(compass[0, pick])
+            y = y + move * np.sin(compass[0, pick])
 
-        # score: seated fingers, a snug opening, tolerance to the angle, and the top of the pile first
-        seated = np.clip(grasp_depth / _FULL_CONTACT_DEPTH, 0.0, 1.0)
+        profiles = _JawProfiles.sample(solid, crop, cfg, x, y, fingertip, angles[None, :])
+        lines = profiles.measure(fingertip, top_depth, floor_depth, slope, cfg)
+        # how deep each closing line's grasp point goes below the top: less where the fingers must stay above a
+        # neighbour
+        line_depth = lines.fingertip - cfg.tip_clearance - top_depth[:, None]
+        feasible = lines.feasible & (part_height[:, None] > 2 * cfg.floor_margin) & (line_depth > 0.0)
+
+        # score (see _line_quality): how well the fingers hold the part, ranked by tolerance to the angle, the top
+        # of the pile first and a snug opening
         neighbours = np.roll(feasible, 1, axis=1).astype(float) + np.roll(feasible, -1, axis=1)
         robust = 0.5 + 0.25 * neighbours
-        elevation = np.clip(part_height / max(part_height.max(), 1e-6), 0.0, 1.0)
-        base_quality = seated[:, None] * robust * (0.5 + 0.5 * elevation)[:, None]
-        quality = base_quality * (0.5 + 0.5 * lines.grip) * _snug(lines.width, cfg.max_opening)
+        elevation = 0.5 + 0.5 * np.clip(part_height / max(part_height.max(), 1e-6), 0.0, 1.0)
+        quality = _line_quality(line_depth, lines.grip, lines.width, lines.margin, robust, elevation[:, None], cfg)
         quality = np.where(feasible, quality, 0.0)
 
         best = np.argmax(quality, axis=1)
@@ -283,40 +406,43 @@ class BaselineModel(GraspModel):
             return []
         best = best[index]
         theta = angles[best]
-        # centre the jaws on the part: midway between its edges along the closing line and across it
-        across = (best + cfg.angle_count // 2) % cfg.angle_count
-        shift_along = lines.shift[index, best]
-        shift_across = np.where(lines.bounded[index, across], lines.shift[index, across], 0.0)
-        pixels_per_metre = profiles.pixels_per_metre[index]
-        phi = angles[across]
-        moved_rows = rows[index] + (shift_along * np.sin(theta) + shift_across * np.sin(phi)) * pixels_per_metre
-        moved_cols = cols[index] + (shift_along * np.cos(theta) + shift_across * np.cos(phi)) * pixels_per_metre
+        # centre the jaws on the part along the closing line (across it, the candidate is centred already)
+        shift_along = lines.middle[index, best]
+        moved_x = x[index] + shift_along * np.cos(theta)
+        moved_y = y[index] + shift_along * np.sin(theta)
         # keep the centred grasp only where its own closing line is still feasible
-        centred = _JawProfiles.sample(
-            solid, crop, cfg, moved_rows, moved_cols, top_depth[index], theta[:, None]
-        ).measure(fingertip[index], slope, cfg)
-        use_centred = centred.feasible[:, 0]  # else the midpoint on the original line
+        centred = _JawProfiles.sample(solid, crop, cfg, moved_x, moved_y, fingertip[index], theta[:, None]).measure(
+            fingertip[index], top_depth[index], floor_depth[index], slope, cfg
+        )
+        centred_depth = centred.fingertip[:, 0] - cfg.tip_clearance - top_depth[index]
+        use_centred = centred.feasible[:, 0] & (centred_depth > 0.0)  # else the midpoint on the original line
         width = np.where(use_centred, centred.width[:, 0], lines.width[index, best])
         grip = np.where(use_centred, centred.grip[:, 0], lines.grip[index, best])
-        shift = np.where(use_centred, centred.shift[:, 0], shift_along)
-        centre_rows = np.where(use_centred, moved_rows, rows[index])
-        centre_cols = np.where(use_centred, moved_cols, cols[index])
-        grasp_rows = centre_rows + shift * np.sin(theta) * pixels_per_metre
-        grasp_cols = centre_cols + shift * np.cos(theta) * pixels_per_metre
-        final_quality = base_quality[index, best] * (0.5 + 0.5 * grip) * _snug(width, cfg.max_opening)
+        margin = np.where(use_centred, centred.margin[:, 0], lines.margin[index, best])
+        final_depth = np.where(use_centred, centred_depth, line_depth[index, best])
+        shift = np.where(use_centred, centred.shift[:, 0], lines.shift[index, best])
+        grasp_x = np.where(use_centred, moved_x, x[index]) + shift * np.cos(theta)
+        grasp_y = np.where(use_centred, moved_y, y[index]) + shift * np.sin(theta)
+        final_quality = _line_quality(final_depth, grip, width, margin, robust[index, best], elevation[index], cfg)
         final_quality = np.clip(final_quality, 0.0, 1.0)
-        ok = np.nonzero((final_quality >= cfg.min_quality) & (final_quality > 0.0))[0]
+        # where the part's top shows above the grasp point: the jaw's centre must be on a roi pixel
+        grasp_rows, grasp_cols = crop.to_reduced(grasp_x, grasp_y, top_depth[index])
+        r = np.clip(np.rint(grasp_rows), 0, inside.shape[0] - 1).astype(int)
+        c = np.clip(np.rint(grasp_cols), 0, inside.shape[1] - 1).astype(int)
+        in_roi = crop.inside[r, c] & (grasp_rows > -0.5) & (grasp_cols > -0.5)
+        in_roi &= (grasp_rows < inside.shape[0] - 0.5) & (grasp_cols < inside.shape[1] - 0.5)
+        ok = np.nonzero((final_quality >= cfg.min_quality) & (final_quality > 0.0) & in_roi)[0]
         spacing = crop.pixels(cfg.min_spacing)
         chosen = ok[_select_spread(final_quality[ok], grasp_rows[ok], grasp_cols[ok], spacing, max_grasps)]
 
         grasps = []
         for n in chosen:
-            u = float(np.interp(grasp_cols[n], np.arange(crop.u.size), crop.u))
-            v = float(np.interp(grasp_rows[n], np.arange(crop.v.size), crop.v))
             i = index[n]
+            z = top_depth[i]
+            u, v = intrinsics.cx + intrinsics.fx * grasp_x[n] / z, intrinsics.cy + intrinsics.fy * grasp_y[n] / z
             grasps.append(
                 Grasp.from_approach(
-                    intrinsics.deproject(u, v, top_depth[i] + grasp_depth[i]),
+                    (grasp_x[n], grasp_y[n], z + final_depth[n]),
                     TOP_DOWN,
                     GripperKind.PARALLEL,
                     float(final_quality[n]),
@@ -327,6 +453,17 @@ class BaselineModel(GraspModel):
                 )
             )
         return grasps
+
+
+def _line_quality(grasp_depth, grip, width, margin, robust, elevation, cfg: BaselineConfig):
+    """Score of a closing line: how well the fingers hold the part (seated, contacts inside the friction cones,
+    room for the pads to miss the part by a little), times the mean of the preferences ``robust`` (neighbouring
+    angles work too) and ``elevation`` (top of the pile first), both in [0.5, 1], and a snug opening: they rank
+    sound grasps without vetoing any."""
+    seated = np.clip(grasp_depth / _FULL_CONTACT_DEPTH, 0.0, 1.0)
+    room = 0.75 + 0.25 * np.clip(margin / cfg.jaw_margin, 0.0, 1.0)
+    preference = (robust + elevation + _snug(width, cfg.max_opening)) / 3.0
+    return seated * (0.5 + 0.5 * grip) * room * preference
 
 
 def _snug(width, max_opening):
@@ -341,89 +478,152 @@ class _JawLines:
     feasible: np.ndarray  # both fingers fit beside the part and the opening is within reach
     bounded: np.ndarray  # the part ends on both sides within the sampled line
     width: np.ndarray  # [m] jaw opening: the part's extent plus the margins
-    shift: np.ndarray  # [m] from the centre to the midpoint between the part's edges, along the line
+    shift: np.ndarray  # [m] from the centre to the jaw's centre, along the line
     grip: np.ndarray  # [0, 1] how far inside the friction cones the contact normals lie (1: square on)
+    fingertip: np.ndarray  # [m] depth down to which the fingers find free space: the requested one, or less
+    # where the fingers must stay above a neighbouring part
+    middle: np.ndarray  # [m] from the centre to the midpoint between the part's edges, along the line
+    margin: np.ndarray  # [m] the smaller of the pads' openings beyond the part
 
 
 @dataclass(frozen=True)
 class _JawProfiles:
-    """Depth along closing lines through candidate centres, (n, k, s): the highest surface across the finger width."""
+    """Depth along closing lines through candidate centres, (n, k, s, L): L lines across the finger width."""
 
-    depth: np.ndarray  # [m]; -inf where an obstacle (missing data, outside the roi) is in the way
+    samples: np.ndarray  # [m]; _OBSTACLE where missing data or the bin's walls are in the way
     step: float  # [m] between samples
     centre: int  # sample index of the candidate centre
     rows: np.ndarray  # (n,) reduced-pixel row of each candidate centre
     cols: np.ndarray  # (n,)
     angles: np.ndarray  # (n or 1, k) [rad] closing directions in the image
-    pixels_per_metre: np.ndarray  # (n,) at each candidate's depth
+    pixels_per_metre: np.ndarray  # (n,) reduced pixels per metre at the fingertips
 
     @classmethod
-    def sample(cls, solid, crop, cfg, rows, cols, top_depth, angles) -> "_JawProfiles":
+    def sample(cls, solid, crop: _Crop, cfg, x, y, fingertip, angles) -> "_JawProfiles":
+        """Profiles through centres at camera-frame (x, y) (n,) [m], where the lines show at depth ``fingertip``
+        (n,): a finger standing on the line occupies that point from the fingertip up, and whatever stands there
+        (from the floor up) hides the fingertip's point from the camera. Beyond the bin's walls is an obstacle.
+
+        Each half-line reaches past half the largest opening by a margin and a finger, plus _LINE_SLACK for
+        candidates off their part's middle."""
         step = crop.metres_per_pixel * crop.reference_depth  # [m] about one reduced pixel
-        reach = int(math.ceil((cfg.max_opening + cfg.finger_width) / step))
+        reach = 0.5 * cfg.max_opening + cfg.jaw_margin + cfg.finger_thickness + _LINE_SLACK
+        reach = int(math.ceil(reach / step))
         along = (np.arange(-reach, reach + 1) * step).astype(np.float32)
-        across = (np.array([-0.5, 0.0, 0.5]) * cfg.finger_width).astype(np.float32)
-        scale = (1.0 / (crop.metres_per_pixel * top_depth)).astype(np.float32)
+        across = (np.linspace(-0.5, 0.5, _ACROSS_LINES) * cfg.finger_width).astype(np.float32)
         cos = np.cos(angles).astype(np.float32)[..., None, None]
         sin = np.sin(angles).astype(np.float32)[..., None, None]
-        du = (along[:, None] * cos - across * sin) * scale[:, None, None, None]
-        dv = (along[:, None] * sin + across * cos) * scale[:, None, None, None]
-        samples = _sample_bilinear(solid, rows[:, None, None, None] + dv, cols[:, None, None, None] + du)
-        return cls(samples.min(axis=-1), step, reach, rows, cols, angles, scale)
+        x_line = x.astype(np.float32)[:, None, None, None] + (along[:, None] * cos - across * sin)
+        y_line = y.astype(np.float32)[:, None, None, None] + (along[:, None] * sin + across * cos)
+        rows, cols = crop.to_reduced(x_line, y_line, fingertip.astype(np.float32)[:, None, None, None])
+        samples = ndimage.map_coordinates(
+            solid, (rows.ravel(), cols.ravel()), order=1, mode="constant", cval=_OBSTACLE
+        ).reshape(rows.shape)
+        if crop.bin_box is not None:  # the fingers stay inside the bin's walls
+            x_min, x_max, y_min, y_max = crop.bin_box
+            clearance = cfg.wall_clearance
+            beyond = (x_line < x_min + clearance) | (x_line > x_max - clearance)
+            beyond |= (y_line < y_min + clearance) | (y_line > y_max - clearance)
+            samples[beyond] = _OBSTACLE
+        centre_rows, centre_cols = crop.to_reduced(x, y, fingertip)
+        scale = 1.0 / (crop.metres_per_pixel * fingertip)  # reduced pixels per metre at the fingertips
+        return cls(samples, step, reach, centre_rows, centre_cols, angles, scale)
 
-    def measure(self, fingertip: np.ndarray, slope: tuple[np.ndarray, np.ndarray], cfg: BaselineConfig) -> _JawLines:
+    def _sides(self, cfg: BaselineConfig):
+        """The two half-lines from the centre outwards, (n, k, m, L) each with index 0 at the centre, and where
+        the piece of surface through the centre ends on each."""
+        sides = (self.samples[:, :, self.centre :, :], self.samples[:, :, self.centre :: -1, :])
+        return sides, _piece_ends(sides, cfg.convexity_tolerance)
+
+    def ends(self, fingertip: np.ndarray, cfg: BaselineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where the part ends along each line at depth ``fingertip`` (n,) [m] (at a wall or a neighbour, if not
+        before): the offset [m] from the centre to the midpoint between its ends and the length between them, and
+        whether it ends on both sides (n, k) each. The widest across the finger width counts, where the ends on
+        the lines across it outline one convex part."""
+        sides, others = self._sides(cfg)
+        tip = np.broadcast_to(fingertip.astype(np.float32)[:, None], self.samples.shape[:2])
+        edges = [_crossing(side, other, tip)[0] for side, other in zip(sides, others)]
+        reach = [edge.max(-1) for edge in edges]
+        spanned = (reach[0] >= 0.0) & (reach[1] >= 0.0)
+        for side, edge, far in zip(sides, edges, reach):
+            spanned &= _convex_outline(edge) & _single_run(side, tip, far)
+        middle = np.where(spanned, 0.5 * (reach[0] - reach[1]) * self.step, 0.0)
+        extent = np.where(spanned, (reach[0] + reach[1]) * self.step, np.inf)
+        return middle, extent, spanned
+
+    def measure(self, fingertip, top, bottom, slope: tuple[np.ndarray, np.ndarray], cfg: BaselineConfig) -> _JawLines:
         """Where the part ends along each line, whether the fingers fit beside it, and how squarely they meet it.
 
-        ``fingertip`` (n,) [m] is the depth the finger tips reach: any surface above it blocks a finger.
-        ``slope`` is the (row, column) gradient of the height map (a slope, [m/m]): its direction is the contour
-        normal.
+        ``fingertip`` (n,) [m] is the depth down to which the fingers need free space (``tip_clearance`` below the
+        grasp point): any surface above it blocks a finger. Where a neighbouring part lies under a finger, the
+        fingers stop above it instead (``_JawLines.fingertip``). ``top`` and ``bottom`` (n,) [m] are the depths of
+        the part's top and of what it rests on. ``slope`` is the (row, column) gradient of the height map (a slope,
+        [m/m]): its direction is the contour normal.
+
+        The part is told from what lies next to it by its shape (see ``_piece_ends``, ``_convex_outline`` and
+        ``_single_run``): the fingers must clear anything else beside it, and nothing else may stand between them.
         """
-        profile, step, centre = self.depth, self.step, self.centre
-        shape = profile.shape[:2]
-        tip = fingertip[:, None, None]
-        occupied = profile < tip
+        step = self.step
+        sides, others = self._sides(cfg)
+        finger = (cfg.min_jaw_margin + cfg.finger_thickness) / step
+        desired = np.broadcast_to(fingertip.astype(np.float32)[:, None], self.samples.shape[:2])
 
-        # the occupied run through the centre, and the free space beyond it on both sides
-        outward = (profile[..., centre:], profile[..., centre::-1])  # from the centre to the right / left end
-        first_free = [np.argmax(side >= tip, axis=-1) for side in outward]
-        bounded = (
-            occupied[..., centre] & (~occupied[..., centre:]).any(-1) & (~occupied[..., : centre + 1]).any(-1)
-        )
-        # each edge lies between the last occupied and the first free sample: interpolate the crossing
-        edges = []
-        for side, free in zip(outward, first_free):
-            inner = np.take_along_axis(side, np.maximum(free - 1, 0)[..., None], -1)[..., 0]
-            outer = np.take_along_axis(side, free[..., None], -1)[..., 0]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                fraction = (tip[..., 0] - inner) / (outer - inner)
-            fraction = np.where(np.isfinite(fraction), np.clip(fraction, 0.0, 1.0), 1.0)
-            edges.append(np.maximum(free - 1, 0) + fraction)  # samples from the centre
-        right_edge, left_edge = edges
-        width = (right_edge + left_edge) * step + 2 * cfg.jaw_margin
+        # first pass at the requested depth: the fingers stop above any other part beside the target
+        clear = np.full(desired.shape, np.inf, dtype=np.float32)
+        for side, other in zip(sides, others):
+            edge = _crossing(side, other, desired)[0].max(-1)
+            index = np.arange(side.shape[2])[:, None]
+            # the samples under a pad that opens min_jaw_margin beyond the part (as the room in the second pass)
+            lo, hi = np.floor(edge) + 1, edge + finger
+            beside = (index >= lo[..., None, None]) & (index < hi[..., None, None]) & (index >= other[:, :, None, :])
+            clear = np.minimum(clear, np.where(beside, side, np.inf).min(axis=(2, 3)))
+        tip = np.minimum(desired, clear)
 
-        # each finger needs free samples from the part's edge out past its outer face
-        size = profile.shape[-1]
-        finger = (cfg.jaw_margin + cfg.finger_width) / step
-        right_lo, right_hi = centre + first_free[0], centre + np.ceil(right_edge + finger).astype(int)
-        left_lo, left_hi = centre - np.ceil(left_edge + finger).astype(int), centre - first_free[1]
-        in_range = (left_lo >= 0) & (right_hi < size)
-        blocked = np.concatenate([np.zeros(shape + (1,), int), np.cumsum(occupied, axis=-1)], axis=-1)
-
-        def occupied_count(lo, hi):  # occupied samples in [lo, hi]
-            lo, hi = np.clip(lo, 0, size - 1), np.clip(hi, 0, size - 1)
-            upper = np.take_along_axis(blocked, (hi + 1)[..., None], -1)[..., 0]
-            return upper - np.take_along_axis(blocked, lo[..., None], -1)[..., 0]
-
-        fingers_free = (occupied_count(right_lo, right_hi) == 0) & (occupied_count(left_lo, left_hi) == 0)
+        # second pass at that depth: the edges, and free space for each finger from the edge past its outer face
+        fingers_free = np.ones(tip.shape, dtype=bool)
+        bounded = np.ones(tip.shape, dtype=bool)
+        side_edges, rooms = [], []
+        for side, other in zip(sides, others):
+            edges, piece_end, _ = _crossing(side, other, tip)
+            edge = edges.max(-1)  # the widest across the finger: where the flat pad touches the part
+            occupied = side < tip[..., None, None]
+            # between the fingers, everything above the fingertips must be the part: a neighbour there would be
+            # pinched with it. Where two parts touch at about the same height, only the lines across the finger
+            # width that cross the gap between them tell them apart: two such lines are enough
+            index = np.arange(side.shape[2])[:, None]
+            between = (index >= piece_end[:, :, None, :]) & (index <= np.floor(edge)[..., None, None])
+            foreign = (between & occupied).any(axis=2).sum(axis=-1)
+            fingers_free &= (foreign < _BOUNDARY_LINES) & _convex_outline(edges) & _single_run(side, tip, edge)
+            bounded &= edge >= 0.0
+            edge = np.maximum(edge, 0.0)
+            # free room beyond the edge: up to the first sample with anything above the fingertips on any line
+            blocked = occupied.any(axis=-1) & (index[:, 0] > np.floor(edge)[..., None])
+            first = np.where(blocked.any(axis=-1), blocked.argmax(axis=-1), side.shape[2])
+            rooms.append((first - edge) * step)
+            side_edges.append(edge)
+        right_edge, left_edge = side_edges
+        # each pad opens jaw_margin beyond the part where there is room; where there is not, down to min_jaw_margin,
+        # the other pad opening as much further (the nearer pad touches first and slides the part across)
+        spare = [room - cfg.finger_thickness for room in rooms]  # the most each pad can open beyond the part
+        fingers_free &= (spare[0] >= cfg.min_jaw_margin) & (spare[1] >= cfg.min_jaw_margin)
+        margins = [np.minimum(room, cfg.jaw_margin) for room in spare]
+        deficit = 2 * cfg.jaw_margin - margins[0] - margins[1]
+        for n in range(2):
+            extra = np.clip(np.minimum(deficit, spare[n] - margins[n]), 0.0, None)
+            margins[n] = margins[n] + extra
+            deficit = deficit - extra
+        width = (right_edge + left_edge) * step + margins[0] + margins[1]
+        middle = 0.5 * (right_edge - left_edge) * step
 
         # antipodal: the contour normal at each contact must lie inside the friction cone around the closing line;
         # the normal is the height gradient, summed over the finger width
+        shape = tip.shape
         friction_angle = math.atan(cfg.friction_coefficient)
         deviation = np.zeros(shape)
         cos, sin = np.cos(self.angles), np.sin(self.angles)
         for offset in (right_edge * step, -left_edge * step):
             g_row, g_col = np.zeros(shape), np.zeros(shape)
-            for across in np.array([-0.5, 0.0, 0.5]) * cfg.finger_width:
+            for across in np.array([-0.5, 0.0, 0.5]) * _CONTOUR_SPAN:
                 along_px = offset * self.pixels_per_metre[:, None]
                 across_px = across * self.pixels_per_metre[:, None]
                 r = np.rint(self.rows[:, None] + along_px * sin + across_px * cos)
@@ -438,27 +638,110 @@ class _JawProfiles:
             deviation = np.maximum(deviation, np.arccos(square))
         grip = np.clip(1.0 - deviation / friction_angle, 0.0, 1.0)
 
-        feasible = bounded & in_range & fingers_free & (width <= cfg.max_opening) & (grip > 0.0)
-        return _JawLines(feasible, bounded, width, 0.5 * (right_edge - left_edge) * step, grip)
+        # a flat pad meets a rounded part (a sphere, a cylinder across its axis) square on only at its widest,
+        # halfway up; fingertips that stop above that (over a neighbour) pinch its upper flank with an edge, and
+        # it squeezes out. Rounded: the top falls away by more than _ROUND_DROP halfway out to the edges.
+        middle_line = self.samples.shape[-1] // 2
+        drop = np.zeros(tip.shape)
+        for side, edge in zip(sides, side_edges):
+            half = np.clip(np.rint(0.5 * edge).astype(int), 0, side.shape[2] - 1)
+            at_half = np.take_along_axis(side[..., middle_line], half[..., None], -1)[..., 0]
+            drop = np.maximum(drop, at_half - top[:, None])
+        radius = np.maximum(0.5 * (bottom - top), 1e-6)[:, None]
+        lowest_tip = tip - cfg.tip_clearance + cfg.fingertip_offset
+        above = np.clip((top[:, None] + radius - lowest_tip) / radius, 0.0, 1.0)  # sine of the contact's elevation
+        elevation = np.where(drop > _ROUND_DROP, np.arcsin(above), 0.0)
+        grip = grip * np.clip(1.0 - elevation / _MAX_ROUND_ELEVATION, 0.0, 1.0)
+
+        feasible = bounded & fingers_free & (width <= cfg.max_opening) & (grip > 0.0)
+        shift = middle + 0.5 * (margins[0] - margins[1])
+        return _JawLines(feasible, bounded, width, shift, grip, tip, middle, np.minimum(margins[0], margins[1]))
 
 
-def _sample_bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``image`` (float32); -inf (an obstacle) where a pixel that contributes is -inf or off it."""
-    height, width = image.shape
-    # a border of obstacles, so that every coordinate clipped to it reads -inf
-    padded = np.pad(image.astype(np.float32), 1, constant_values=-np.inf).ravel()
-    rows = np.clip(rows, -1.0, height) + 1.0
-    cols = np.clip(cols, -1.0, width) + 1.0
-    r0 = np.minimum(rows.astype(np.int32), height)  # floor, as rows >= 0
-    c0 = np.minimum(cols.astype(np.int32), width)
-    fr, fc = rows - r0, cols - c0
-    top = r0 * (width + 2) + c0
-    bottom = top + (width + 2)
+def _piece_ends(sides, tolerance: float) -> list[np.ndarray]:
+    """For each half-line (n, k, m, L) from the centre outwards: the index of its first sample that is not on the
+    convex piece of surface through the centre, (n, k, L) (m where the piece runs to the end).
+
+    Seen from the camera, a convex part's depth along any image line is a convex function (1/depth of its front
+    surface is concave in image coordinates), so from the centre outwards the depth slope can only grow.
+
+    Within a piece the outward depth differences never fall by more than ``tolerance`` below the steepest one
+    before (seeded across the centre by the other half-line's first difference); the first sample of a
+    difference that does, twice in a row or by twice as much at once, belongs to something else: where a surface
+    levels out after a drop, or rises after a valley, that surface is the next part (the sample before the change
+    is counted with it, to be safe). Obstacles (negative depth) always end a piece.
+    """
     with np.errstate(invalid="ignore"):
-        total = (padded[top] * (1 - fc) + padded[top + 1] * fc) * (1 - fr)
-        total += (padded[bottom] * (1 - fc) + padded[bottom + 1] * fc) * fr
-    # -inf times a zero weight gives NaN: count it as blocked too (conservative)
-    return np.where(np.isnan(total), -np.inf, total)
+        diffs = [np.diff(side, axis=2) for side in sides]  # (n, k, m - 1, L)
+        ends = []
+        for this, opposite in ((0, 1), (1, 0)):
+            d = diffs[this]
+            seed = -diffs[opposite][:, :, :1, :]
+            steepest = np.maximum.accumulate(np.concatenate([seed, d[:, :, :-1, :]], axis=2), axis=2)
+            low = d < steepest - tolerance
+            broken = low & np.concatenate([low[:, :, 1:, :], np.ones_like(low[:, :, :1, :])], axis=2)
+            broken |= d < steepest - 2 * tolerance  # a step up onto a plateau shows once
+            broken |= sides[this][:, :, 1:, :] < 0.0  # an obstacle ends it at once
+            ends.append(np.where(broken.any(axis=2), broken.argmax(axis=2), sides[this].shape[2]))
+    return ends
+
+
+def _single_run(side: np.ndarray, tip: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """Whether every line across the finger width (n, k, m, L) that starts on the part at the centre stays on it
+    until it leaves it for good, out to ``edge`` (n, k) samples: a straight line meets a convex part in one
+    interval, so what stands above ``tip`` (n, k) again after a gap is another part."""
+    occupied = side < tip[..., None, None]
+    index = np.arange(side.shape[2])[:, None]
+    gap = np.maximum.accumulate(~occupied, axis=2)  # at or past the first free sample
+    again = occupied & gap & (index <= np.floor(edge)[..., None, None]) & occupied[:, :, :1, :]
+    return ~again.any(axis=(2, 3))
+
+
+def _convex_outline(edges: np.ndarray) -> np.ndarray:
+    """Whether the part's ends on the lines across the finger width, (n, k, L) in samples, outline one convex part.
+
+    A convex part's end, as a function of the position across the finger, is concave: it may slant or bulge
+    outwards, but never dent inwards or leave a gap. A dent is where two parts meet (where they touch at about
+    the same height, the lines across the gap end there and the others run on into the neighbour).
+    """
+    present = np.isfinite(edges) & (edges >= 0.0)
+    convex = np.ones(edges.shape[:-1], dtype=bool)
+    for i in range(1, edges.shape[-1] - 1):
+        around = present[..., i - 1] & present[..., i + 1]
+        with np.errstate(invalid="ignore"):
+            dented = edges[..., i] < 0.5 * (edges[..., i - 1] + edges[..., i + 1]) - _OUTLINE_TOLERANCE
+        convex &= ~(around & (~present[..., i] | dented))
+    return convex
+
+
+def _crossing(side: np.ndarray, other: np.ndarray, tip: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the piece on each half-line (n, k, m, L) first drops below depth ``tip`` (n, k): in samples from the
+    centre, interpolated, (n, k, L); -inf where the centre itself is free. Also the index of the first sample
+    that is not the piece's, and whether the piece ran into something else above ``tip`` first, (n, k, L) each.
+
+    The first sample beyond the piece (``other``) may still be the piece's own edge (a sample blending a steep
+    side into what lies below it): it counts as the piece where the next sample is free already. Where the
+    surface stays above ``tip`` past it, the next part begins there, and the edge is put halfway before it.
+    """
+    size = side.shape[2]
+    index = np.arange(size)[:, None]
+    level = tip[..., None, None]
+    free = side >= level
+    after = np.take_along_axis(free, np.minimum(other + 1, size - 1)[:, :, None, :], 2)[:, :, 0, :]
+    limit = np.minimum(np.where(after, other + 1, other), size - 1)
+    free &= index <= limit[:, :, None, :]
+    found = free.any(axis=2)
+    first = free.argmax(axis=2)
+    inner = np.take_along_axis(side, np.maximum(first - 1, 0)[:, :, None, :], 2)[:, :, 0, :]
+    outer = np.take_along_axis(side, first[:, :, None, :], 2)[:, :, 0, :]
+    # a step edge (a part's side down to the floor) shows as a ramp one pixel wide: it lies where the ramp is
+    # halfway down, however low the fingertips reach
+    level = np.minimum(tip[..., None], 0.5 * (inner + outer))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = (level - inner) / (outer - inner)
+    fraction = np.where(np.isfinite(fraction), np.clip(fraction, 0.0, 1.0), 1.0)
+    edge = np.where(first > 0, first - 1 + fraction, -np.inf)
+    return np.where(found, edge, np.minimum(other, size) - 0.5), np.where(after, other + 1, other), ~found
 
 
 @register("random")
