@@ -7,8 +7,6 @@ A camera fault answers ``success=False`` with the reason; the node keeps running
 
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -16,7 +14,7 @@ from std_msgs.msg import Header
 from grasp_cell.drivers import create_camera_driver
 from grasp_cell.drivers.base import CameraDriver, DriverError
 from grasp_cell.nodes import convert
-from grasp_cell.nodes.driver_parameters import driver_from_parameters
+from grasp_cell.nodes.driver_parameters import driver_from_parameters, spin_driver_node
 from grasp_cell.srv import Capture
 
 
@@ -55,18 +53,7 @@ class CameraNode(Node):
 
 
 def main(args=None):
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = CameraNode()
-            except DriverError as error:
-                raise SystemExit(f"camera_node: {error}") from None
-            try:
-                rclpy.spin(node)
-            finally:
-                node.driver.close()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    spin_driver_node(CameraNode, None, args)
 
 
 if __name__ == "__main__":

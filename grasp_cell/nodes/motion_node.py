@@ -6,19 +6,18 @@ driver's hand-eye calibration (T_base_cam) and reports the physically classified
 
 from __future__ import annotations
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from grasp_cell.action import Pick
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
 from grasp_cell.drivers import create_arm_driver
-from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
+from grasp_cell.drivers.base import ArmDriver, PickRequest
 from grasp_cell.nodes import convert
-from grasp_cell.nodes.driver_parameters import driver_from_parameters
+from grasp_cell.nodes.driver_parameters import driver_from_parameters, spin_driver_node
 
 
 class MotionNode(Node):
@@ -80,18 +79,7 @@ class MotionNode(Node):
 
 
 def main(args=None):
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = MotionNode()
-            except DriverError as error:
-                raise SystemExit(f"motion_node: {error}") from None
-            try:
-                rclpy.spin(node, executor=MultiThreadedExecutor())
-            finally:
-                node.driver.close()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    spin_driver_node(MotionNode, MultiThreadedExecutor, args)
 
 
 if __name__ == "__main__":
