@@ -11,8 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from grasp_cell.core.depth import DepthError
 from grasp_cell.core.grasp import Grasp
 from grasp_cell.core.pick import PickResult
@@ -52,7 +50,7 @@ class LocalSimCell:
 
 
 def run_bin(config: CellConfig, model: GraspModel, parts: int, run_dir: Path, rules: StopRules) -> RunSummary:
-    with SimWorld(config, np.random.default_rng(config.seed)) as world:
+    with SimWorld(config) as world:  # one generator, from config.seed
         arm = SimArm(world)
         world.reset(parts)
         with AttemptLog(run_dir) as log:
@@ -82,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{options.model} / {options.robot} / {options.gripper}, {options.parts} parts per bin")
     print(f"{'seed':>4} {'attempts':>8} {'SR %':>6} {'PC %':>6} {'PPH':>6}  failures")
     for seed in options.seeds:
-        config = CellConfig.from_dict(
-            {**base.to_dict(), "seed": seed, "robot": {**base.to_dict()["robot"], "name": options.robot,
-                                                       "gripper": options.gripper}}
-        )
+        config = base.with_cell(options.robot, options.gripper, seed)
         name = f"bins_{options.robot}_{options.gripper}_{options.model}_seed{seed}"
         run_dir = new_run_dir(options.log_dir, name)
         write_json(run_dir / RUN_FILE, {"options": {k: str(v) for k, v in vars(options).items()}, "seed": seed,

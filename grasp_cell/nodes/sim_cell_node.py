@@ -6,15 +6,12 @@ a shared ``SimWorld``, drops the configured bin of parts, and spins them on one 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
-from grasp_cell.core.grasp import GripperKind
 from grasp_cell.drivers.sim_arm import SimArm
 from grasp_cell.drivers.sim_camera import SimCamera
 from grasp_cell.graph import package_share
@@ -28,14 +25,11 @@ def load_cell_config(node: Node) -> tuple[CellConfig, int]:
     """The sim YAML with the launch arguments (robot, gripper, parts, seed) laid over it."""
     path = node.declare_parameter("sim_config", "").value or str(package_share() / "config" / "sim_cell.yaml")
     config = CellConfig.from_yaml(Path(path))
-    robot = replace(
-        config.robot,
-        name=node.declare_parameter("robot", config.robot.name).value,
-        gripper=GripperKind.parse(node.declare_parameter("gripper", config.robot.gripper.value).value),
-    )
+    robot = node.declare_parameter("robot", config.robot.name).value
+    gripper = node.declare_parameter("gripper", config.robot.gripper.value).value
     seed = node.declare_parameter("seed", config.seed).value
     parts = node.declare_parameter("parts", config.parts.count).value
-    return replace(config, robot=robot, seed=seed), parts
+    return config.with_cell(robot, gripper, seed), parts
 
 
 def main(args=None):
@@ -43,7 +37,7 @@ def main(args=None):
         with rclpy.init(args=args):
             cell_node = Node("sim_cell_node")
             config, parts = load_cell_config(cell_node)
-            world = SimWorld(config, np.random.default_rng(config.seed))
+            world = SimWorld(config)  # one generator, from config.seed
             arm = SimArm(world)
             world.reset(parts)
             camera = CameraNode(SimCamera(world))

@@ -195,6 +195,11 @@ class CellConfig:
     def to_dict(self) -> dict:
         return _to_plain(self)
 
+    def with_cell(self, robot: str, gripper: "GripperKind | str", seed: int) -> "CellConfig":
+        """This configuration with the arm, gripper and seed a launch (or a benchmark) chose."""
+        arm = dataclasses.replace(self.robot, name=robot, gripper=GripperKind.parse(gripper))
+        return dataclasses.replace(self, robot=arm, seed=int(seed))
+
 
 def _parse(cls, data, where: str):
     if not isinstance(data, dict):
