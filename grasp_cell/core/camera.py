@@ -83,8 +83,3 @@ class CameraIntrinsics:
             raise ValueError(f"depth is {depth.shape[1]}x{depth.shape[0]}, intrinsics are {self.width}x{self.height}")
         v, u = np.mgrid[0 : self.height, 0 : self.width]
         return self.deproject(u, v, depth).astype(np.float32)
-
-    def ray(self, u: float, v: float) -> np.ndarray:
-        """Unit viewing ray through pixel (u, v) in the camera frame."""
-        direction = np.array([(u - self.cx) / self.fx, (v - self.cy) / self.fy, 1.0])
-        return direction / np.linalg.norm(direction)

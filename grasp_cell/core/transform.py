@@ -138,7 +138,3 @@ class Transform:
         """Map points (3,) or (N, 3) from frame b into frame a."""
         points = np.asarray(points, dtype=float)
         return points @ self.rotation.T + self.translation
-
-    def apply_vector(self, vectors) -> np.ndarray:
-        """Rotate directions (3,) or (N, 3); no translation."""
-        return np.asarray(vectors, dtype=float) @ self.rotation.T
