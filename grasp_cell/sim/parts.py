@@ -1,4 +1,4 @@
-"""Primitive parts (cylinders, boxes, spheres, capsules): sampling sizes and creating PyBullet bodies."""
+"""Parts: primitives (cylinders, boxes, spheres, capsules) and compounds of them; sampling and PyBullet bodies."""
 
 from __future__ import annotations
 
@@ -10,23 +10,41 @@ import pybullet
 
 from grasp_cell.sim.config import PartsConfig
 
-SHAPES = ("cylinder", "box", "sphere", "capsule")
+SHAPES = ("cylinder", "box", "sphere", "capsule")  # primitives; "compound" parts are made of them
 SIZE_STEP = 0.0005  # [m] part sizes are multiples of this, so shapes can be shared (see ShapeCache)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One primitive of a compound part, placed in the part's frame (metres, quaternion x, y, z, w)."""
+
+    shape: str
+    size: tuple[float, ...]
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    quat_xyzw: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class PartSpec:
     """One part: ``size`` is (diameter, length) for cylinders and capsules, (x, y, z) for boxes, (diameter,)
-    for spheres, full extents in metres; a capsule's length is its cylindrical middle."""
+    for spheres, full extents in metres; a capsule's length is its cylindrical middle. A ``compound`` part
+    is the union of its ``components`` (which may overlap) and its ``size`` is unused."""
 
     shape: str
     size: tuple[float, ...]
     mass: float  # [kg]
     color: tuple[float, float, float, float] = (0.6, 0.6, 0.62, 1.0)
+    components: tuple[Component, ...] = ()
+    name: str = ""
 
     @property
     def bounding_radius(self) -> float:
         """Radius of a sphere around the part's centre that contains it [m]."""
+        if self.shape == "compound":
+            return max(
+                float(np.linalg.norm(c.position)) + PartSpec(c.shape, c.size, 0.0).bounding_radius
+                for c in self.components
+            )
         if self.shape == "box":
             return 0.5 * math.sqrt(sum(s * s for s in self.size))
         if self.shape == "sphere":
@@ -36,7 +54,10 @@ class PartSpec:
         return 0.5 * math.hypot(*self.size)
 
 
-def volume(shape: str, size) -> float:
+def volume(shape: str, size, components: tuple[Component, ...] = ()) -> float:
+    """Volume [m^3]; a compound's is the sum of its components' (overlaps counted twice: an estimate)."""
+    if shape == "compound":
+        return sum(volume(c.shape, c.size) for c in components)
     if shape == "cylinder":
         return math.pi * (size[0] / 2) ** 2 * size[1]
     if shape == "box":
@@ -80,11 +101,54 @@ class ShapeCache:
         self.client = client
         self._shapes: dict[tuple, tuple[int, int]] = {}
 
-    def get(self, shape: str, size: tuple[float, ...]) -> tuple[int, int]:
-        key = (shape, size)
+    def get(self, spec: PartSpec) -> tuple[int, int]:
+        key = (spec.shape, spec.size, spec.components)
         if key not in self._shapes:
-            self._shapes[key] = self._create(shape, size)
+            if spec.shape == "compound":
+                self._shapes[key] = self._create_compound(spec.components)
+            else:
+                self._shapes[key] = self._create(spec.shape, spec.size)
         return self._shapes[key]
+
+    def _create_compound(self, components: tuple[Component, ...]) -> tuple[int, int]:
+        kwargs = {"physicsClientId": self.client}
+        types = {
+            "box": pybullet.GEOM_BOX,
+            "cylinder": pybullet.GEOM_CYLINDER,
+            "capsule": pybullet.GEOM_CAPSULE,
+            "sphere": pybullet.GEOM_SPHERE,
+        }
+        shape_types, radii, half_extents, lengths = [], [], [], []
+        for c in components:
+            if c.shape not in types:
+                raise ValueError(f"unknown component shape '{c.shape}'; expected one of {', '.join(SHAPES)}")
+            shape_types.append(types[c.shape])
+            radii.append(c.size[0] / 2 if c.shape != "box" else 0.0)
+            half_extents.append([s / 2 for s in c.size] if c.shape == "box" else [0.0, 0.0, 0.0])
+            lengths.append(c.size[1] if c.shape in ("cylinder", "capsule") else 0.0)
+        frames = {
+            "Positions": [list(c.position) for c in components],
+            "Orientations": [list(c.quat_xyzw) for c in components],
+        }
+        collision = pybullet.createCollisionShapeArray(
+            shape_types,
+            radii=radii,
+            halfExtents=half_extents,
+            lengths=lengths,
+            collisionFramePositions=frames["Positions"],
+            collisionFrameOrientations=frames["Orientations"],
+            **kwargs,
+        )
+        visual = pybullet.createVisualShapeArray(
+            shape_types,
+            radii=radii,
+            halfExtents=half_extents,
+            lengths=lengths,
+            visualFramePositions=frames["Positions"],
+            visualFrameOrientations=frames["Orientations"],
+            **kwargs,
+        )
+        return collision, visual
 
     def _create(self, shape: str, size: tuple[float, ...]) -> tuple[int, int]:
         kwargs = {"physicsClientId": self.client}
@@ -110,7 +174,7 @@ class ShapeCache:
 def create_part_body(shapes: ShapeCache, spec: PartSpec, position, quat_xyzw, config: PartsConfig) -> int:
     """Create the part's body and return its id."""
     kwargs = {"physicsClientId": shapes.client}
-    collision, visual = shapes.get(spec.shape, spec.size)
+    collision, visual = shapes.get(spec)
     body = pybullet.createMultiBody(spec.mass, collision, visual, list(position), list(quat_xyzw), **kwargs)
     pybullet.changeVisualShape(body, -1, rgbaColor=spec.color, **kwargs)
     pybullet.changeDynamics(

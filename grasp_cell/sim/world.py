@@ -137,16 +137,17 @@ class SimWorld:
         return body
 
     # --- parts -----------------------------------------------------------------------------------------
-    def reset(self, part_count: int | None = None) -> None:
-        """Empty the bin, park the arm and drop ``part_count`` (default: config) new parts, settled and asleep."""
+    def reset(self, part_count: int | None = None, specs: list[PartSpec] | None = None) -> None:
+        """Empty the bin, park the arm and drop new parts, settled and asleep: the given ``specs``, or else
+        ``part_count`` (default: config) parts sampled from the configured part ranges."""
         cfg = self.config.parts
-        count = cfg.count if part_count is None else int(part_count)
+        count = len(specs) if specs is not None else cfg.count if part_count is None else int(part_count)
         if count < 0:
             raise ValueError(f"part_count must be >= 0, got {count}")
         with self.lock:
-            self._drop_parts(count)
+            self._drop_parts(count, specs)
 
-    def _drop_parts(self, count: int) -> None:
+    def _drop_parts(self, count: int, specs: list[PartSpec] | None = None) -> None:
         cfg = self.config.parts
         self.clear_parts()
         if self.robot is not None:
@@ -154,13 +155,14 @@ class SimWorld:
         (inner_x, inner_y) = self.config.bin.inner_size
         for start in range(0, count, cfg.batch_size):
             batch = range(start, min(count, start + cfg.batch_size))
-            for slot, _ in enumerate(batch):
-                spec = sample_part(cfg, self.rng)
+            for slot, index in enumerate(batch):
+                spec = specs[index] if specs is not None else sample_part(cfg, self.rng)
                 margin = spec.bounding_radius
                 x = self.rng.uniform(-inner_x / 2 + margin, inner_x / 2 - margin)
                 y = self.rng.uniform(-inner_y / 2 + margin, inner_y / 2 - margin)
                 # stacked release heights so a batch never starts interpenetrating
-                z = self.bin_floor_z + self.rng.uniform(*cfg.drop_height) + 0.04 * slot
+                spacing = 0.04 if specs is None else max(0.04, 2 * margin)
+                z = self.bin_floor_z + self.rng.uniform(*cfg.drop_height) + spacing * slot
                 quat = self.rng.normal(size=4)
                 quat /= np.linalg.norm(quat)
                 self._add_part(spec, (x, y, z), quat)
