@@ -112,3 +112,35 @@ def specular_intensity(depth: np.ndarray, intrinsics: CameraIntrinsics) -> np.nd
         np.linalg.norm(normals, axis=-1) * np.linalg.norm(points, axis=-1) + 1e-12
     )
     return cos_angle**2
+
+
+def realistic_depth_noise(
+    depth: np.ndarray,
+    rng: np.random.Generator,
+    gaussian_std: tuple[float, float] = (0.0005, 0.002),
+    downsample: tuple[int, int] = (1, 3),
+) -> np.ndarray:
+    """Seed 003 section III-B, a new array: (1) pixels go missing with a probability that grows linearly
+    with the local depth gradient (min-max scaled over the image to [0, 1]); (2) zero-mean Gaussian noise,
+    its std drawn per image from ``gaussian_std`` [m]; (3) the image scaled down n times (n drawn from
+    ``downsample``, block mean over valid pixels) and back up (nearest), which removes small depth
+    variations a real camera does not resolve. Missing pixels are NaN (the seed's 0)."""
+    noisy = depth.astype(np.float32, copy=True)
+    grad_v, grad_u = np.gradient(np.nan_to_num(noisy, nan=np.nanmax(noisy) if np.isfinite(noisy).any() else 0.0))
+    gradient = np.hypot(grad_u, grad_v)
+    scaled = (gradient - gradient.min()) / max(float(gradient.max() - gradient.min()), 1e-9)
+    noisy[rng.random(noisy.shape) < scaled] = np.nan
+    noisy += rng.normal(0.0, rng.uniform(*gaussian_std), size=noisy.shape).astype(np.float32)
+    n = int(rng.integers(downsample[0], downsample[1] + 1))
+    if n > 1:
+        height, width = noisy.shape
+        rows, cols = -(-height // n), -(-width // n)
+        padded = np.full((rows * n, cols * n), np.nan, np.float32)
+        padded[:height, :width] = noisy
+        blocks = padded.reshape(rows, n, cols, n)
+        valid = np.isfinite(blocks)
+        total = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
+        count = valid.sum(axis=(1, 3))
+        small = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+        noisy = np.repeat(np.repeat(small, n, axis=0), n, axis=1)[:height, :width]
+    return noisy
