@@ -86,13 +86,17 @@ def main(argv=None) -> None:
     observations = make_observations(rng, args.scenes, args.parts, use_roi=not args.no_roi)
     region = "whole image" if args.no_roi else "bin roi"
     print(f"{args.scenes} scenes, 640x480, {args.parts} parts, {region}, {args.repeats} plans each")
-    print(f"{'model':<12} {'gripper':<9} {'median ms':>10} {'p90 ms':>8} {'grasps':>7}")
+    print(f"{'model':<18} {'gripper':<9} {'median ms':>10} {'p90 ms':>8} {'grasps':>7}")
     for name in args.models:
         for gripper in args.grippers:
-            model = create_model(name, gripper=gripper)
+            try:
+                model = create_model(name, gripper=gripper)
+            except ValueError as error:  # e.g. a model for parallel jaws only (the pixel nets)
+                print(f"{name:<18} {gripper:<9} skipped: {error}")
+                continue
             result = measure_latency(model, observations, args.repeats, args.max_grasps)
             print(
-                f"{result.model:<12} {result.gripper:<9} {result.median_ms:>10.1f} {result.p90_ms:>8.1f} "
+                f"{result.model:<18} {result.gripper:<9} {result.median_ms:>10.1f} {result.p90_ms:>8.1f} "
                 f"{result.mean_grasp_count:>7.1f}"
             )
 

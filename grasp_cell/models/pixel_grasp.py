@@ -1,0 +1,301 @@
+"""Seed 003's pixel-level grasp network served as a GraspModel, one registered name per weights file.
+
+``models/pixel_<backbone>_<modality>.pt`` (written by ``python -m grasp_cell.learn.train_pixel``) registers as
+``pixel_<backbone>_<modality>``. Planning follows seed 003 section IV: the net sees the bin's roi at half
+resolution; grasp points are local maxima of Qp, each with its best angle class and the width of that class;
+the approach depth d comes from the depth image under the two finger footprints (eq. 7); eqs. 8 and 9 give
+the pose in the camera frame.
+
+torch is imported only when a model is built, so listing the registry stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from grasp_cell.core.depth import fill_missing
+from grasp_cell.core.grasp import Grasp, GripperKind
+from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction, planar_grasp_rotation
+from grasp_cell.core.transform import Transform
+from grasp_cell.models.base import _REGISTRY, GraspModel, Observation, register
+
+MODALITY_CHANNELS = {"depth": 1, "rgb": 3, "rgbd": 4}
+MODELS_DIR_ENV = "GRASP_CELL_MODELS_DIR"  # overrides where weights files are looked for
+WEIGHTS_NAME = re.compile(r"^pixel_(lite|unet)_(depth|rgb|rgbd)$")
+_TIP_CLEARANCE = 0.003  # [m] fingertips stay this far above the highest point under the finger footprints
+_CANDIDATES_PER_GRASP = 10  # Qp maxima examined per grasp asked for
+_DEPTH_MARGIN = 0.005  # [m] approach depth d stays this far short of the finger length L3, and must be at least this
+
+
+def models_dir() -> Path:
+    """Where weights files live: $GRASP_CELL_MODELS_DIR, else the package's ``models/`` folder."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    if override:
+        return Path(override)
+    from grasp_cell.graph import package_share
+
+    return package_share() / "models"
+
+
+def weights_path(backbone: str, modality: str, folder: Path | None = None) -> Path:
+    return Path(folder or models_dir()) / f"pixel_{backbone}_{modality}.pt"
+
+
+def network_input(depth: np.ndarray, color: np.ndarray | None, modality: str) -> np.ndarray:
+    """The net's input (C, H, W) float32 from depth (H, W) [m], NaN = missing, and RGB (H, W, 3) uint8.
+
+    Seed 003 IV-B: depth holes filled, then each image centred on its own mean; colour scaled to [0, 1] and
+    centred per channel. Channels: depth | r, g, b | r, g, b, depth.
+    """
+    if modality not in MODALITY_CHANNELS:
+        raise ValueError(f"unknown modality '{modality}'; expected one of {', '.join(MODALITY_CHANNELS)}")
+    channels = []
+    if modality in ("rgb", "rgbd"):
+        if color is None:
+            raise ValueError(f"the '{modality}' input needs a colour image")
+        rgb = np.moveaxis(np.asarray(color, dtype=np.float32) * (1.0 / 255.0), -1, 0)
+        channels.extend(rgb - rgb.mean(axis=(1, 2), keepdims=True))
+    if modality in ("depth", "rgbd"):
+        filled = fill_missing(np.asarray(depth, dtype=np.float32))
+        channels.append(filled - filled.mean())
+    return np.stack(channels).astype(np.float32, copy=False)
+
+
+def nan_block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of the valid values of each ``factor`` x ``factor`` block over the leading two axes (NaN if none);
+    rows and columns that do not fill a block are dropped. Trailing axes (colour channels) are kept."""
+    rows, cols = image.shape[0] // factor, image.shape[1] // factor
+    blocks = image[: rows * factor, : cols * factor].astype(np.float32)
+    blocks = blocks.reshape(rows, factor, cols, factor, *image.shape[2:])
+    valid = np.isfinite(blocks)
+    total = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
+    count = valid.sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PixelGraspSettings:
+    """What a checkpoint says about the net it holds."""
+
+    backbone: str
+    modality: str
+    angle_classes: int
+    jaw: JawGeometry
+    downsample: int  # the net sees images reduced by this factor
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "PixelGraspSettings":
+        jaw = {key: float(value) for key, value in checkpoint["jaw"].items() if key in JawGeometry.__annotations__}
+        return cls(
+            backbone=str(checkpoint["backbone"]),
+            modality=str(checkpoint["modality"]),
+            angle_classes=int(checkpoint["angle_classes"]),
+            jaw=JawGeometry(**jaw),
+            downsample=int(checkpoint["downsample"]),
+        )
+
+
+class PixelGraspModel(GraspModel):
+    """Seed 003's pixel-level parallel-jaw grasp net (see the module docstring)."""
+
+    gripper = GripperKind.PARALLEL
+
+    def __init__(
+        self,
+        checkpoint: dict,
+        name: str = "pixel",
+        min_quality: float = 0.1,  # candidates with Qp below this are not grasps (the cell then logs no_grasp)
+        nms_size: int = 5,  # [net pixels] window in which a grasp point must be the Qp maximum
+        context: int = 16,  # [net pixels] of image around the roi the net also sees (bin walls, as in training)
+        threads: int = 1,  # torch CPU threads: on a busy 2-core machine two spin-waiting threads ran 40x slower
+        device: str = "cpu",
+    ):
+        import torch
+
+        from grasp_cell.models.pixel_net import PixelGraspNet
+
+        if not 0.0 <= min_quality <= 1.0:
+            raise ValueError(f"min_quality must lie in [0, 1], got {min_quality}")
+        if nms_size < 1 or nms_size % 2 == 0:
+            raise ValueError(f"nms_size must be odd and positive, got {nms_size}")
+        if context < 0:
+            raise ValueError(f"context must be >= 0, got {context}")
+        self.name = name
+        self.settings = PixelGraspSettings.from_checkpoint(checkpoint)
+        self.min_quality, self.nms_size, self.context, self.threads = min_quality, nms_size, context, threads
+        self.device = torch.device(device)
+        channels = MODALITY_CHANNELS[self.settings.modality]
+        self.net = PixelGraspNet(self.settings.backbone, channels, self.settings.angle_classes)
+        self.net.load_state_dict(checkpoint["state_dict"])
+        self.net.to(self.device).eval()
+
+    @classmethod
+    def untrained(
+        cls, backbone: str, modality: str = "depth", jaw: JawGeometry = JawGeometry(), downsample: int = 2, **options
+    ) -> "PixelGraspModel":
+        """A randomly initialised net (for timing an architecture, and for tests)."""
+        from grasp_cell.models.pixel_net import PixelGraspNet
+
+        net = PixelGraspNet(backbone, MODALITY_CHANNELS[modality], ANGLE_CLASSES)
+        checkpoint = {
+            "state_dict": net.state_dict(),
+            "backbone": backbone,
+            "modality": modality,
+            "angle_classes": ANGLE_CLASSES,
+            "jaw": asdict(jaw),
+            "downsample": downsample,
+        }
+        options.setdefault("name", f"pixel_{backbone}_{modality}")
+        return cls(checkpoint, **options)
+
+    @classmethod
+    def from_file(cls, path: Path | str, **options) -> "PixelGraspModel":
+        import torch
+
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+        options.setdefault("name", Path(path).stem)
+        return cls(checkpoint, **options)
+
+    def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
+        factor = self.settings.downsample
+        intrinsics = observation.intrinsics
+        u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
+        u_min, v_min = max(int(u_min), 0), max(int(v_min), 0)
+        u_max, v_max = min(int(u_max), intrinsics.width), min(int(v_max), intrinsics.height)
+        if u_max - u_min < 2 * factor or v_max - v_min < 2 * factor or max_grasps < 1:
+            return []
+        # the net sees the roi and some context around it (training crops show the whole bin and beyond)
+        margin = self.context * factor
+        left, top = max(u_min - margin, 0), max(v_min - margin, 0)
+        right, bottom = min(u_max + margin, intrinsics.width), min(v_max + margin, intrinsics.height)
+        full_depth = observation.depth  # NaN or 0 where missing
+        region = full_depth[top:bottom, left:right]
+        depth = nan_block_mean(np.where(region > 0, region, np.nan), factor)
+        color = None
+        if observation.color is not None and self.settings.modality != "depth":
+            color = nan_block_mean(observation.color[top:bottom, left:right], factor)
+        quality, angle, width = self._predict(network_input(depth, color, self.settings.modality))
+
+        # the full-resolution pixel at each block's centre (for an even factor, the one below right of it)
+        block_u = left + factor * np.arange(depth.shape[1]) + factor // 2
+        block_v = top + factor * np.arange(depth.shape[0]) + factor // 2
+        in_roi = ((block_v >= v_min) & (block_v < v_max))[:, None] & ((block_u >= u_min) & (block_u < u_max))[None, :]
+        # the best candidates are worth a depth check each; where that many fail, the maps are poor anyway
+        rows, cols = self._grasp_points(quality, np.isfinite(depth) & in_roi, _CANDIDATES_PER_GRASP * max_grasps)
+        if rows.size == 0:
+            return []
+        u, v = block_u[cols], block_v[rows]
+        surface = np.where(full_depth[v, u] > 0, full_depth[v, u], depth[rows, cols])
+        classes = np.argmax(angle[:, rows, cols], axis=0)
+        theta = classes * (math.pi / self.settings.angle_classes)
+        max_opening = self.settings.jaw.max_opening
+        opening = np.clip(width[classes, rows, cols] * max_opening, 0.0, max_opening)
+        approach = self._approach_depths(full_depth, intrinsics, u, v, surface, theta, opening)
+        keep = np.nonzero(approach >= _DEPTH_MARGIN)[0][:max_grasps]
+        positions = intrinsics.deproject(u[keep], v[keep], surface[keep])
+        positions[:, 2] += approach[keep]  # eq. 8: down the camera z axis, not the pixel's ray
+        return [
+            Grasp(
+                Transform(planar_grasp_rotation(float(theta[n])), position),  # eq. 9
+                GripperKind.PARALLEL,
+                float(np.clip(quality[rows[n], cols[n]], 0.0, 1.0)),
+                width=float(opening[n]),
+                pixel=(int(u[n]), int(v[n])),
+                model=self.name,
+            )
+            for n, position in zip(keep, positions)
+        ]
+
+    def _predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Qp (h, w), Qθ (K, h, w), W (K, h, w) in [0, 1] for an input (C, h, w) of any size."""
+        import torch
+        import torch.nn.functional as F
+
+        from grasp_cell.models.pixel_net import SIZE_MULTIPLE
+
+        torch.set_num_threads(self.threads)
+        height, width = image.shape[1:]
+        pad_bottom, pad_right = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+        with torch.inference_mode():
+            batch = torch.from_numpy(image)[None].to(self.device)
+            batch = F.pad(batch, (0, pad_right, 0, pad_bottom), mode="replicate")
+            output = self.net(batch)
+            maps = [torch.sigmoid(logits[0, :, :height, :width]).cpu().numpy() for logits in output]
+        return maps[0][0], maps[1], maps[2]
+
+    def _grasp_points(self, quality: np.ndarray, valid: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the best ``limit`` local maxima of Qp on pixels with depth, at least ``min_quality``,
+        best first."""
+        from scipy import ndimage
+
+        peaks = (quality >= ndimage.maximum_filter(quality, size=self.nms_size, mode="nearest")) & valid
+        peaks &= quality >= self.min_quality
+        rows, cols = np.nonzero(peaks)
+        order = np.argsort(-quality[rows, cols], kind="stable")[:limit]
+        return rows[order], cols[order]
+
+    def _approach_depths(self, depth, intrinsics, u, v, surface, theta, opening) -> np.ndarray:
+        """Seed 003's grasp depth d [m] below the surface at pixels (u, v), (n,) each: the fingertips go down to
+        3 mm above the highest point under the two finger footprints (L1 x L2 each, just outside the opening,
+        projected at the surface depth), at most L3 - 5 mm below the surface. Less than 5 mm: no grasp."""
+        jaw = self.settings.jaw
+        pixels_per_metre = 0.5 * (intrinsics.fx + intrinsics.fy) / surface  # (n,)
+        # footprint samples about one pixel apart at the nearest surface: (n, finger, along, across)
+        along_count = max(2, math.ceil(jaw.finger_thickness * pixels_per_metre.max()) + 1)
+        across_count = max(2, math.ceil(jaw.finger_width * pixels_per_metre.max()) + 1)
+        along = np.linspace(-0.5, 0.5, along_count)[None, None, :, None] * jaw.finger_thickness
+        across = np.linspace(-0.5, 0.5, across_count)[None, None, None, :] * jaw.finger_width
+        sign = np.array([1.0, -1.0])[None, :, None, None]  # the two fingers
+        centre = sign * (0.5 * opening + 0.5 * jaw.finger_thickness)[:, None, None, None]
+        closing = closing_direction(theta)[:, None, None, None, :]  # (du, dv) per unit length
+        sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
+        offset = (centre + along)[..., None] * closing + across[..., None] * sideways  # [m], (..., 2)
+        scale = pixels_per_metre[:, None, None, None]
+        su = np.rint(u[:, None, None, None] + offset[..., 0] * scale).astype(np.int64)
+        sv = np.rint(v[:, None, None, None] + offset[..., 1] * scale).astype(np.int64)
+        inside = (su >= 0) & (su < depth.shape[1]) & (sv >= 0) & (sv < depth.shape[0])
+        under = depth[np.clip(sv, 0, depth.shape[0] - 1), np.clip(su, 0, depth.shape[1] - 1)]
+        # missing pixels (NaN, 0) and pixels off the image tell nothing: the finger length caps d there
+        with np.errstate(invalid="ignore"):
+            seen = inside & (under > 0)
+        highest = np.where(seen, under, np.inf).min(axis=(1, 2, 3))
+        return np.minimum(jaw.finger_length - _DEPTH_MARGIN, highest - _TIP_CLEARANCE - surface)
+
+
+def register_pixel_models(folder: Path | None = None) -> list[str]:
+    """Make the registry list ``pixel_<backbone>_<modality>`` for exactly the weights files in ``folder``
+    (default: ``models_dir()``); returns their names. Each factory loads its weights when called, from the
+    models folder of that moment."""
+    folder = Path(folder or models_dir())
+    names = sorted(path.stem for path in folder.glob("pixel_*.pt") if WEIGHTS_NAME.match(path.stem))
+    for name in _registered - set(names):  # its file is gone (or the models folder changed)
+        del _REGISTRY[name]
+        _registered.discard(name)
+    for name in names:
+        if name not in _REGISTRY:
+            register(name)(_factory(name))
+            _registered.add(name)
+    return names
+
+
+_registered: set[str] = set()  # the names register_pixel_models added
+
+
+def _factory(name: str):
+    def create(gripper: str | GripperKind = GripperKind.PARALLEL, **options) -> PixelGraspModel:
+        gripper = GripperKind.parse(gripper)
+        if gripper is not GripperKind.PARALLEL:
+            raise ValueError(f"model '{name}' plans for a parallel-jaw gripper, not '{gripper.value}'")
+        path = models_dir() / f"{name}.pt"
+        if not path.exists():
+            raise ValueError(f"model '{name}': no weights file {path}")
+        return PixelGraspModel.from_file(path, name=name, **options)
+
+    return create

@@ -1,0 +1,272 @@
+"""Seed 003's pixel-level grasp net: loss, labels, augmentation, network shapes, trainer and GraspModel."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from grasp_cell.core import CameraIntrinsics, GripperKind
+from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction
+from grasp_cell.learn.pixel_data import (
+    Augmentation,
+    CropTransform,
+    PdgMeta,
+    PdgViews,
+    PixelGraspDataset,
+    enhanced_targets,
+    list_shards,
+    split_by_scene,
+)
+from grasp_cell.learn.train_pixel import main as train_main
+from grasp_cell.models import Observation, available_models, create_model
+from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, MODELS_DIR_ENV, PixelGraspModel, network_input
+from grasp_cell.models.pixel_net import BACKBONES, PixelGraspNet, binary_focal_loss
+
+torch.set_num_threads(1)
+JAW = JawGeometry()
+VIEW_SIZE = (48, 64)  # (H, W) of the tiny synthetic views
+
+
+def test_focal_loss_matches_hand_computation():
+    # p = sigmoid(0) = 0.5 against target 1: -log(0.5) * 0.5^2 * 0.95
+    # p = sigmoid(ln 3) = 0.75 against target 0: -log(0.25) * 0.75^2 * 0.05
+    logits = torch.tensor([0.0, math.log(3.0)])
+    target = torch.tensor([1.0, 0.0])
+    expected = (math.log(2.0) * 0.25 * 0.95 + math.log(4.0) * 0.5625 * 0.05) / 2
+    assert binary_focal_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    # a soft target (0.9, an enhanced label) counts as positive: alpha = 0.95
+    soft = binary_focal_loss(torch.tensor([0.0]), torch.tensor([0.9])).item()
+    assert soft == pytest.approx(-(0.9 * math.log(0.5) + 0.1 * math.log(0.5)) * 0.4**2 * 0.95, rel=1e-6)
+    # saturated logits stay finite
+    assert math.isfinite(binary_focal_loss(torch.tensor([1e4, -1e4]), torch.tensor([0.0, 1.0])).item())
+
+
+def test_label_enhancement_fills_the_8_neighbourhood_without_lowering_labels():
+    # two labels side by side with the same angle, one at the border
+    quality, angle, width = enhanced_targets(
+        np.array([2, 2, 0]), np.array([2, 3, 0]), np.array([4, 4, 7]), np.array([0.5, 0.5, 0.2]), (6, 7), 18
+    )
+    assert quality.shape == (1, 6, 7) and angle.shape == (18, 6, 7) and width.shape == (18, 6, 7)
+    assert quality[0, 2, 2] == 1.0 and quality[0, 2, 3] == 1.0  # neighbours of each other: still 1
+    assert angle[4, 2, 2] == 1.0 and angle[4, 2, 3] == 1.0
+    for r, c in [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 4), (3, 1), (3, 2), (3, 3), (3, 4)]:
+        assert quality[0, r, c] == pytest.approx(0.9)
+        assert angle[4, r, c] == pytest.approx(0.9)
+        assert width[4, r, c] == pytest.approx(0.5)
+    assert quality[0, 0, 0] == 1.0 and angle[7, 0, 0] == 1.0 and angle[7, 1, 1] == pytest.approx(0.9)
+    assert quality[0, 4, 2] == 0.0 and angle[4, 4, 2] == 0.0  # two rows away
+    assert angle[5].sum() == 0.0  # other classes untouched
+    assert set(np.unique(quality)) <= {0.0, np.float32(0.9), 1.0}
+    assert np.all((width > 0) == (angle > 0))
+
+
+@pytest.mark.parametrize("rotation_steps", [-3, -1, 0, 2, 3])
+@pytest.mark.parametrize("flip", [False, True])
+def test_augmented_labels_stay_on_the_grasp_line(rotation_steps, flip):
+    transform = CropTransform((30.5, 21.5), 32, rotation_steps, flip, ANGLE_CLASSES)
+    u, v, k = 33.0, 20.0, 5
+    direction = closing_direction(k * math.pi / ANGLE_CLASSES)
+    # the two fingertip points of the grasp, moved with the image
+    ends_u, ends_v = transform.forward(u + np.array([-6, 6]) * direction[0], v + np.array([-6, 6]) * direction[1])
+    centre_u, centre_v = transform.forward(u, v)
+    assert np.mean(ends_u) == pytest.approx(centre_u) and np.mean(ends_v) == pytest.approx(centre_v)
+    moved = np.array([ends_u[1] - ends_u[0], ends_v[1] - ends_v[0]]) / 12.0
+    new_direction = closing_direction(int(transform.angle_class(k)) * math.pi / ANGLE_CLASSES)
+    assert abs(moved @ new_direction) == pytest.approx(1.0, abs=1e-9)  # parallel (the jaw is symmetric)
+
+    # the image moves the same way as the labels: a lone bright pixel lands where its label goes
+    image = np.zeros(VIEW_SIZE, np.float32)
+    image[int(v), int(u)] = 1.0
+    warped = transform.warp(image)
+    row, col = np.unravel_index(np.argmax(warped), warped.shape)
+    assert math.hypot(row - centre_v, col - centre_u) < 1.0
+    if rotation_steps == 0:  # whole-pixel shifts move pixels exactly
+        assert warped[round(centre_v), round(centre_u)] == pytest.approx(1.0)
+
+
+def test_scene_split_keeps_scenes_together():
+    scene = np.repeat(np.arange(40), 5)
+    train, val = split_by_scene(scene, 0.2)
+    assert train.size + val.size == scene.size and val.size > 0 and train.size > 0
+    assert not set(scene[train]) & set(scene[val])
+    again = split_by_scene(scene[:100], 0.2)  # fewer scenes: the same ones go to validation
+    assert set(scene[:100][again[1]]) == set(scene[val]) & set(range(20))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("modality", sorted(MODALITY_CHANNELS))
+def test_network_outputs_at_input_resolution(backbone, modality):
+    net = PixelGraspNet(backbone, MODALITY_CHANNELS[modality]).eval()
+    with torch.inference_mode():
+        output = net(torch.zeros(2, MODALITY_CHANNELS[modality], 32, 48))
+    assert output.quality.shape == (2, 1, 32, 48)
+    assert output.angle.shape == (2, ANGLE_CLASSES, 32, 48)
+    assert output.width.shape == (2, ANGLE_CLASSES, 32, 48)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        net(torch.zeros(1, MODALITY_CHANNELS[modality], 30, 48))
+
+
+def write_dataset(folder, scene_count=4, views_per_scene=2, seed=0):
+    """A PDG-format dataset of flat floors with one raised box per view, labelled across the box."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    jaw = {key: getattr(JAW, key) for key in ("finger_thickness", "finger_width", "finger_length", "max_opening")}
+    meta = {"angle_classes": ANGLE_CLASSES, "downsample": 2, "jaw": jaw}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    height, width = VIEW_SIZE
+    count = scene_count * views_per_scene
+    depth = np.full((count, height, width), 0.6, np.float32)
+    grasps, offsets = [], [0]
+    for i in range(count):
+        v0, u0 = rng.integers(12, height - 20), rng.integers(12, width - 20)
+        depth[i, v0 : v0 + 8, u0 : u0 + 8] = 0.56
+        depth[i, rng.integers(0, height, 20), rng.integers(0, width, 20)] = np.nan
+        grasps.append([[v0 + 4, u0 + 4, 0, 0.04], [v0 + 3, u0 + 4, 9, 0.04]])
+        offsets.append(offsets[-1] + 2)
+    arrays = {
+        "depth": depth,
+        "color": rng.integers(0, 255, (count, height, width, 3), dtype=np.uint8),
+        "intrinsics": np.tile(np.float32([80.0, 80.0, (width - 1) / 2, (height - 1) / 2]), (count, 1)),
+        "grasp_offsets": np.array(offsets, np.int64),
+        "grasps": np.array(grasps, np.float32).reshape(-1, 4),
+        "scene": np.repeat(np.arange(scene_count, dtype=np.int32), views_per_scene),
+    }
+    np.savez(folder / "shard_00000.npz", **arrays)
+    (folder / "shard_00001.npz").write_bytes(b"PK\x03\x04 half written")  # a shard still being written
+    return folder
+
+
+def test_dataset_samples(tmp_path):
+    folder = write_dataset(tmp_path / "pdg")
+    with pytest.warns(UserWarning, match="incomplete"):
+        assert [path.name for path in list_shards(folder)] == ["shard_00000.npz"]
+    with pytest.warns(UserWarning):
+        views = PdgViews.load(folder)
+    meta = PdgMeta.from_folder(folder)
+    dataset = PixelGraspDataset(views, np.arange(len(views)), meta, "rgbd", Augmentation(crop=32, max_shift=4))
+    sample = dataset[0]
+    assert sample["image"].shape == (4, 32, 32) and sample["quality"].shape == (1, 32, 32)
+    assert sample["angle"].shape == (ANGLE_CLASSES, 32, 32)
+    assert torch.isfinite(sample["image"]).all()
+    assert abs(float(sample["image"][3].mean())) < 1e-5  # depth centred on its mean
+    assert float(sample["quality"].max()) == 1.0
+    assert float(sample["width"].max()) == pytest.approx(0.04 / JAW.max_opening)
+
+
+def test_network_input_normalisation():
+    depth = np.array([[0.5, np.nan], [0.7, 0.6]], np.float32)
+    color = np.full((2, 2, 3), 255, np.uint8)
+    image = network_input(depth, color, "rgbd")
+    assert image.shape == (4, 2, 2) and np.isfinite(image).all()
+    assert np.allclose(image[:3], 0.0) and image[3].mean() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="colour"):
+        network_input(depth, None, "rgb")
+
+
+def tower_scene(intrinsics):
+    """Floor at 0.6 m with 4 cm tall towers about 2 cm square on a 5.5 cm grid, the roi around them."""
+    depth = np.full((intrinsics.height, intrinsics.width), 0.6, np.float32)
+    for v in range(16, 104, 10):
+        for u in range(20, 140, 10):
+            depth[v : v + 4, u : u + 4] = 0.56
+    depth[10, 10] = np.nan
+    return Observation(depth, intrinsics, roi=(16, 12, 144, 108))
+
+
+def test_trainer_writes_weights_that_plan_parallel_grasps(tmp_path, monkeypatch):
+    folder = write_dataset(tmp_path / "pdg")
+    out = tmp_path / "models"
+    args = f"--data {folder} --backbone lite --modality depth --epochs 2 --batch-size 2 --out {out} "
+    args = (args + f"--runs {tmp_path / 'runs'} --max-steps 3 --crop 32").split()
+    with pytest.warns(UserWarning, match="incomplete"):
+        train_main(args)
+    run_dir = tmp_path / "runs" / "pdg-lite-depth"
+    assert (run_dir / "last.pt").exists() and (run_dir / "history.csv").exists()
+    assert (run_dir / "learning_curve.png").exists()
+    card = yaml.safe_load((out / "pixel_lite_depth.yaml").read_text())
+    assert card["settings"]["backbone"] == "lite" and card["settings"]["steps"] == 3
+    assert card["data"]["views_val"] > 0 and card["data"]["scenes_train"] + card["data"]["scenes_val"] == 4
+    assert (out / "pixel_lite_depth.pt").stat().st_size < 20e6
+    with pytest.raises(FileExistsError):  # a finished run is not silently overwritten
+        train_main(args)
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "empty"))
+    assert not any(name.startswith("pixel_") for name in available_models())
+    monkeypatch.setenv(MODELS_DIR_ENV, str(out))
+    assert "pixel_lite_depth" in available_models()
+    with pytest.raises(ValueError, match="parallel"):
+        create_model("pixel_lite_depth", gripper="suction")
+    model = create_model("pixel_lite_depth", gripper="parallel", min_quality=0.0)
+    assert isinstance(model, PixelGraspModel) and model.gripper is GripperKind.PARALLEL
+
+    intrinsics = CameraIntrinsics.from_vertical_fov(160, 120, 60.0)
+    observation = tower_scene(intrinsics)
+    grasps = model.plan(observation, max_grasps=20)
+    assert 0 < len(grasps) <= 20
+    assert [g.quality for g in grasps] == sorted((g.quality for g in grasps), reverse=True)
+    u_min, v_min, u_max, v_max = observation.roi
+    for grasp in grasps:
+        u, v = grasp.pixel
+        assert u_min <= u < u_max and v_min <= v < v_max
+        assert grasp.gripper is GripperKind.PARALLEL and grasp.model == "pixel_lite_depth"
+        assert 0.0 <= grasp.width <= JAW.max_opening
+        assert np.allclose(grasp.approach, [0.0, 0.0, 1.0])  # eq. 9: approach along the camera z axis
+        assert grasp.closing[2] == pytest.approx(0.0)
+        # eq. 8: the surface point under the chosen pixel, moved down the camera z axis by d
+        surface = intrinsics.deproject(u, v, observation.depth[v, u])
+        assert np.allclose(grasp.position[:2], surface[:2])
+        assert 0.005 <= grasp.position[2] - surface[2] <= JAW.finger_length - 0.005 + 1e-9
+        assert grasp.position[2] <= 0.6 - 0.003 + 1e-6  # fingertips stay 3 mm above the floor
+
+
+def test_plan_geometry_from_given_maps(monkeypatch):
+    """Grasp depth, pose and skipping, with the net's maps replaced by known ones."""
+    intrinsics = CameraIntrinsics.from_vertical_fov(160, 120, 60.0)
+    depth = np.full((120, 160), 0.6, np.float32)
+    depth[58:62, 78:82] = 0.56  # one 4 cm tall tower about 2 cm square
+    observation = Observation(depth, intrinsics, roi=(16, 12, 144, 108))
+    model = PixelGraspModel.untrained("lite", min_quality=0.2)
+    # the net sees the roi grown by model.context net pixels (here: the whole image), at half resolution;
+    # net pixel (row, col) shows full-resolution pixel (top + 2 row + 1, left + 2 col + 1)
+    left, top = max(16 - 2 * model.context, 0), max(12 - 2 * model.context, 0)
+    maps = {}
+
+    def given_maps(image):
+        height, width = image.shape[1:]
+        quality = np.zeros((height, width), np.float32)
+        for (u, v), value in {
+            (79, 59): 0.9,  # on the tower
+            (71, 59): 0.8,  # on the floor beside it: the fingers would land on the tower
+            (39, 31): 0.7,  # on the open floor: no depth to grasp at
+            (11, 11): 0.95,  # outside the roi
+            (121, 91): 0.1,  # below min_quality
+        }.items():
+            quality[(v - top - 1) // 2, (u - left - 1) // 2] = value
+        quality *= maps.get("scale", 1.0)
+        angle = np.zeros((ANGLE_CLASSES, height, width), np.float32)
+        angle[0] = 0.5  # closing along the image u axis
+        return quality, angle, np.full((ANGLE_CLASSES, height, width), 0.5, np.float32)
+
+    monkeypatch.setattr(model, "_predict", given_maps)
+
+    grasps = model.plan(observation, max_grasps=10)
+    assert len(grasps) == 1
+    grasp = grasps[0]
+    assert grasp.pixel == (79, 59) and grasp.quality == pytest.approx(0.9)
+    assert grasp.width == pytest.approx(0.5 * JAW.max_opening)
+    assert np.allclose(grasp.closing, [1.0, 0.0, 0.0]) and np.allclose(grasp.approach, [0.0, 0.0, 1.0])
+    # fingertips 3 mm above the floor beside the tower: d = 0.6 - 0.003 - 0.56
+    expected = intrinsics.deproject(79, 59, 0.56) + (0.0, 0.0, 0.037)
+    assert np.allclose(grasp.position, expected, atol=1e-6)
+
+    maps["scale"] = 0.2  # nothing reaches min_quality
+    assert model.plan(observation) == []
+
+
+def teardown_module():
+    from grasp_cell.models.pixel_grasp import register_pixel_models
+
+    register_pixel_models()  # forget the test's models folder: the registry lists the package's weights again
