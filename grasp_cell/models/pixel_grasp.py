@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grasp_cell.core.depth import fill_missing
+from grasp_cell.core.geometry import downsample_depth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
@@ -177,7 +178,8 @@ class PixelGraspModel(GraspModel):
         right, bottom = min(u_max + margin, intrinsics.width), min(v_max + margin, intrinsics.height)
         full_depth = observation.depth  # NaN or 0 where missing
         region = full_depth[top:bottom, left:right]
-        depth = nan_block_mean(np.where(region > 0, region, np.nan), factor)
+        # reduced as the training data was (grasp_cell.learn.pdg_dataset): a block with a hole is a hole
+        depth = downsample_depth(np.where(region > 0, region, np.nan), factor, reduce="mean")
         color = None
         if observation.color is not None and self.settings.modality != "depth":
             color = nan_block_mean(observation.color[top:bottom, left:right], factor)

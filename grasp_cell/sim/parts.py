@@ -126,27 +126,15 @@ class ShapeCache:
             radii.append(c.size[0] / 2 if c.shape != "box" else 0.0)
             half_extents.append([s / 2 for s in c.size] if c.shape == "box" else [0.0, 0.0, 0.0])
             lengths.append(c.size[1] if c.shape in ("cylinder", "capsule") else 0.0)
-        frames = {
-            "Positions": [list(c.position) for c in components],
-            "Orientations": [list(c.quat_xyzw) for c in components],
-        }
+        geometry = {"radii": radii, "halfExtents": half_extents, "lengths": lengths, **kwargs}
+        positions = [list(c.position) for c in components]
+        orientations = [list(c.quat_xyzw) for c in components]
+        # the same frames under the two functions' own keyword names
         collision = pybullet.createCollisionShapeArray(
-            shape_types,
-            radii=radii,
-            halfExtents=half_extents,
-            lengths=lengths,
-            collisionFramePositions=frames["Positions"],
-            collisionFrameOrientations=frames["Orientations"],
-            **kwargs,
+            shape_types, collisionFramePositions=positions, collisionFrameOrientations=orientations, **geometry
         )
         visual = pybullet.createVisualShapeArray(
-            shape_types,
-            radii=radii,
-            halfExtents=half_extents,
-            lengths=lengths,
-            visualFramePositions=frames["Positions"],
-            visualFrameOrientations=frames["Orientations"],
-            **kwargs,
+            shape_types, visualFramePositions=positions, visualFrameOrientations=orientations, **geometry
         )
         return collision, visual
 
