@@ -255,7 +255,7 @@ def test_plan_geometry_from_given_maps(monkeypatch):
     grasps = model.plan(observation, max_grasps=10)
     assert len(grasps) == 1
     grasp = grasps[0]
-    assert grasp.pixel == (79, 59) and grasp.quality == pytest.approx(0.9)
+    assert grasp.pixel == (79, 59) and grasp.quality == pytest.approx(0.9 * 0.5)  # Qp x Qθ
     assert grasp.width == pytest.approx(0.5 * JAW.max_opening)
     assert np.allclose(grasp.closing, [1.0, 0.0, 0.0]) and np.allclose(grasp.approach, [0.0, 0.0, 1.0])
     # fingertips 3 mm above the floor beside the tower: d = 0.6 - 0.003 - 0.56

@@ -30,7 +30,8 @@ MODALITY_CHANNELS = {"depth": 1, "rgb": 3, "rgbd": 4}
 MODELS_DIR_ENV = "GRASP_CELL_MODELS_DIR"  # overrides where weights files are looked for
 WEIGHTS_NAME = re.compile(r"^pixel_(lite|unet)_(depth|rgb|rgbd)$")
 _TIP_CLEARANCE = 0.003  # [m] fingertips stay this far above the highest point under the finger footprints
-_CANDIDATES_PER_GRASP = 10  # Qp maxima examined per grasp asked for
+_MIN_CANDIDATES = 400  # pixels given the (vectorised, cheap) depth check, at least
+_ANGLES_PER_PIXEL = 3  # best angle classes tried per candidate pixel
 _DEPTH_MARGIN = 0.005  # [m] approach depth d stays this far short of the finger length L3, and must be at least this
 
 
@@ -112,8 +113,8 @@ class PixelGraspModel(GraspModel):
         self,
         checkpoint: dict,
         name: str = "pixel",
-        min_quality: float = 0.1,  # candidates with Qp below this are not grasps (the cell then logs no_grasp)
-        nms_size: int = 5,  # [net pixels] window in which a grasp point must be the Qp maximum
+        min_quality: float = 0.1,  # grasps scoring (Qp x Qθ) below this are not grasps (the cell logs no_grasp)
+        nms_size: int = 5,  # [net pixels] ranked grasps lie outside each other's window of this size
         context: int = 16,  # [net pixels] of image around the roi the net also sees (bin walls, as in training)
         threads: int = 1,  # torch CPU threads: on a busy 2-core machine two spin-waiting threads ran 40x slower
         device: str = "cpu",
@@ -189,25 +190,33 @@ class PixelGraspModel(GraspModel):
         block_u = left + factor * np.arange(depth.shape[1]) + factor // 2
         block_v = top + factor * np.arange(depth.shape[0]) + factor // 2
         in_roi = ((block_v >= v_min) & (block_v < v_max))[:, None] & ((block_u >= u_min) & (block_u < u_max))[None, :]
-        # the best candidates are worth a depth check each; where that many fail, the maps are poor anyway
-        rows, cols = self._grasp_points(quality, np.isfinite(depth) & in_roi, _CANDIDATES_PER_GRASP * max_grasps)
+        # candidates: the best pixels, each with its best few angle classes; the depth check comes before
+        # the spacing between grasps, so a pixel whose best angle would put a finger on the part (an L's
+        # corner, a width too narrow) gives way to the next angle or pixel instead of ending the search
+        rows, cols = self._grasp_pixels(quality, np.isfinite(depth) & in_roi, max(_MIN_CANDIDATES, 10 * max_grasps))
         if rows.size == 0:
             return []
+        classes = np.argsort(-angle[:, rows, cols], axis=0)[:_ANGLES_PER_PIXEL]  # (A, n)
+        rows, cols = np.broadcast_to(rows, classes.shape).ravel(), np.broadcast_to(cols, classes.shape).ravel()
+        classes = classes.ravel()
+        score = quality[rows, cols] * angle[classes, rows, cols]  # seed 003: best point, then best angle
         u, v = block_u[cols], block_v[rows]
         surface = np.where(full_depth[v, u] > 0, full_depth[v, u], depth[rows, cols])
-        classes = np.argmax(angle[:, rows, cols], axis=0)
         theta = classes * (math.pi / self.settings.angle_classes)
         max_opening = self.settings.jaw.max_opening
         opening = np.clip(width[classes, rows, cols] * max_opening, 0.0, max_opening)
         approach = self._approach_depths(full_depth, intrinsics, u, v, surface, theta, opening)
-        keep = np.nonzero(approach >= _DEPTH_MARGIN)[0][:max_grasps]
+        feasible = np.nonzero((approach >= _DEPTH_MARGIN) & (score >= self.min_quality))[0]
+        keep = _spaced(
+            feasible[np.argsort(-score[feasible], kind="stable")], rows, cols, self.nms_size // 2, max_grasps
+        )
         positions = intrinsics.deproject(u[keep], v[keep], surface[keep])
         positions[:, 2] += approach[keep]  # eq. 8: down the camera z axis, not the pixel's ray
         return [
             Grasp(
                 Transform(planar_grasp_rotation(float(theta[n])), position),  # eq. 9
                 GripperKind.PARALLEL,
-                float(np.clip(quality[rows[n], cols[n]], 0.0, 1.0)),
+                float(np.clip(score[n], 0.0, 1.0)),
                 width=float(opening[n]),
                 pixel=(int(u[n]), int(v[n])),
                 model=self.name,
@@ -232,14 +241,9 @@ class PixelGraspModel(GraspModel):
             maps = [torch.sigmoid(logits[0, :, :height, :width]).cpu().numpy() for logits in output]
         return maps[0][0], maps[1], maps[2]
 
-    def _grasp_points(self, quality: np.ndarray, valid: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cols) of the best ``limit`` local maxima of Qp on pixels with depth, at least ``min_quality``,
-        best first."""
-        from scipy import ndimage
-
-        peaks = (quality >= ndimage.maximum_filter(quality, size=self.nms_size, mode="nearest")) & valid
-        peaks &= quality >= self.min_quality
-        rows, cols = np.nonzero(peaks)
+    def _grasp_pixels(self, quality: np.ndarray, valid: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the best ``limit`` pixels by Qp that have depth and reach ``min_quality``, best first."""
+        rows, cols = np.nonzero(valid & (quality >= self.min_quality))
         order = np.argsort(-quality[rows, cols], kind="stable")[:limit]
         return rows[order], cols[order]
 
@@ -301,3 +305,15 @@ def _factory(name: str):
         return PixelGraspModel.from_file(path, name=name, **options)
 
     return create
+
+
+def _spaced(order: np.ndarray, rows: np.ndarray, cols: np.ndarray, radius: int, count: int) -> list[int]:
+    """The first ``count`` candidates of ``order`` (best first) lying more than ``radius`` net pixels (Chebyshev)
+    from every one taken before: ranked grasps spread over the parts instead of crowding one spot."""
+    taken: list[int] = []
+    for n in order:
+        if len(taken) == count:
+            break
+        if all(max(abs(rows[n] - rows[m]), abs(cols[n] - cols[m])) > radius for m in taken):
+            taken.append(int(n))
+    return taken
