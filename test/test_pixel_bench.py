@@ -133,3 +133,41 @@ def test_metrics_match_hand_computed_values():
     assert (m.sr_attempts, m.ap_attempts, m.no_grasp_ends) == (13, 10, 2)
     table = format_table({("m", "seen", 5): m}, {"m": "RGB-D"})
     assert "| m | RGB-D | 55.56 | 40.00 | 75.00 |" in table
+
+
+def test_results_are_recorded_in_the_model_cards(tmp_path):
+    import json
+
+    import yaml
+
+    from grasp_cell.eval.pixel_bench import RESULTS_FILE, record_in_model_cards
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        {
+            "model": "pixel_lite_depth",
+            "object_set": "seen",
+            "count": 5,
+            "success_rate": 0.9,
+            "percent_cleared": 0.95,
+            "average_precision": 0.875,
+        },
+        {
+            "model": "baseline",
+            "object_set": "seen",
+            "count": 5,
+            "success_rate": 0.5,
+            "percent_cleared": 0.5,
+            "average_precision": 0.5,
+        },
+    ]
+    (run / RESULTS_FILE).write_text(json.dumps({"metrics": rows, "options": {"scenes": 1}}))
+    cards = tmp_path / "models"
+    cards.mkdir()
+    (cards / "pixel_lite_depth.yaml").write_text("model: pixel_lite_depth\n")
+    assert record_in_model_cards(run, cards) == [cards / "pixel_lite_depth.yaml"]  # baseline has no card
+    card = yaml.safe_load((cards / "pixel_lite_depth.yaml").read_text())
+    assert card["model"] == "pixel_lite_depth"
+    assert card["benchmark"]["results"] == [{"objects": "seen 5", "SR": 90.0, "PC": 95.0, "AP": 87.5}]
+    assert card["benchmark"]["options"] == {"scenes": 1}

@@ -242,8 +242,15 @@ class _SceneRunner:
             success = self._attempt(grasps[0], mu, "sr", index, plan_ms, settle=True)
             failures = 0 if success else failures + 1
             index += 1
-        self._log("sr_end", mu, "sr", index=index, outcome=reason, parts_before=at_start,
-                  parts_after=self.world.parts_in_bin())
+        self._log(
+            "sr_end",
+            mu,
+            "sr",
+            index=index,
+            outcome=reason,
+            parts_before=at_start,
+            parts_after=self.world.parts_in_bin(),
+        )
 
     def _attempt(self, grasp: Grasp, mu: float, phase: str, index: int, plan_ms: float, settle=False) -> bool:
         parts_before = self.world.parts_in_bin()
@@ -254,9 +261,18 @@ class _SceneRunner:
             self.world.sleep_parts()
         self.attempts += 1
         self._log(
-            "attempt", mu, phase, index=index, outcome=result.outcome.value, parts_before=parts_before,
-            parts_after=self.world.parts_in_bin(), lifted=len(result.lifted), plan_ms=plan_ms,
-            attempt_ms=1000 * result.timings["total"], message=result.message, grasp=grasp_to_dict(grasp),
+            "attempt",
+            mu,
+            phase,
+            index=index,
+            outcome=result.outcome.value,
+            parts_before=parts_before,
+            parts_after=self.world.parts_in_bin(),
+            lifted=len(result.lifted),
+            plan_ms=plan_ms,
+            attempt_ms=1000 * result.timings["total"],
+            message=result.message,
+            grasp=grasp_to_dict(grasp),
         )
         return result.success
 
@@ -380,10 +396,19 @@ def run_benchmark(
     config = config if config is not None else CellConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     attempts_path = out_dir / ATTEMPTS_FILE
-    options = {"models": models, "object_sets": object_sets, "counts": counts, "scenes": scenes, "mus": mus,
-               "top_k": top_k, "workers": workers}
-    write_json(out_dir / RUN_FILE, {"options": options, "config": config.to_dict(), "git_commit": git_commit(),
-                                    "started_at": time.time()})
+    options = {
+        "models": models,
+        "object_sets": object_sets,
+        "counts": counts,
+        "scenes": scenes,
+        "mus": mus,
+        "top_k": top_k,
+        "workers": workers,
+    }
+    write_json(
+        out_dir / RUN_FILE,
+        {"options": options, "config": config.to_dict(), "git_commit": git_commit(), "started_at": time.time()},
+    )
     inputs = {name: model_input(create_parallel_model(name)) for name in models}
     # the longest tasks (most objects) first, so the workers finish together
     tasks = [
@@ -423,6 +448,39 @@ def run_benchmark(
     return {**results, "table": table}
 
 
+def record_in_model_cards(run_dir: Path, cards_dir: Path | None = None) -> list[Path]:
+    """Add a run's SR / PC / AP per object set and count to the model card (``<name>.yaml`` in ``models/``) of
+    every benchmarked model that has one; returns the cards written."""
+    import yaml
+
+    from grasp_cell.models.pixel_grasp import models_dir
+
+    results = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
+    written = []
+    for name in sorted({row["model"] for row in results["metrics"]}):
+        card_path = Path(cards_dir or models_dir()) / f"{name}.yaml"
+        if not card_path.exists():
+            continue
+        card = yaml.safe_load(card_path.read_text(encoding="utf-8"))
+        card["benchmark"] = {
+            "options": results["options"],  # of python -m grasp_cell.eval.pixel_bench
+            "run": str(run_dir),
+            "results": [
+                {
+                    "objects": f"{row['object_set']} {row['count']}",
+                    "SR": round(100 * row["success_rate"], 2),
+                    "PC": round(100 * row["percent_cleared"], 2),
+                    "AP": round(100 * row["average_precision"], 2),
+                }
+                for row in results["metrics"]
+                if row["model"] == name
+            ],
+        }
+        card_path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        written.append(card_path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", help="default: every registered model that plans parallel grasps")
@@ -434,20 +492,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, help="default: runs/pixel_bench/<stamp>")
     parser.add_argument("--sim-config", type=Path, default=package_share() / "config" / "sim_cell.yaml")
+    parser.add_argument(
+        "--record-cards",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run nothing: copy the results of RUN_DIR into the model cards of the learned models",
+    )
     options = parser.parse_args(argv)
+    if options.record_cards is not None:
+        for card in record_in_model_cards(options.record_cards):
+            print(f"recorded in {card}")
+        return 0
 
     models = options.models or parallel_models()
     for name in models:
         create_parallel_model(name)  # fail before the run on a model that cannot plan parallel grasps
     out_dir = options.out if options.out is not None else new_run_dir(Path("runs") / "pixel_bench", "pixel_bench")
     config = CellConfig.from_yaml(options.sim_config)
-    results = run_benchmark(models, options.sets, options.counts, options.scenes, options.mu, options.top_k,
-                            options.workers, out_dir, config)
+    results = run_benchmark(
+        models,
+        options.sets,
+        options.counts,
+        options.scenes,
+        options.mu,
+        options.top_k,
+        options.workers,
+        out_dir,
+        config,
+    )
     print(results["table"])
     median = results["attempt_ms_median"]
     each = f" (median {median:.0f} ms each)" if median is not None else ""
-    print(f"{results['attempts']} attempts{each} in {results['wall_s']:.1f} s wall with {options.workers} "
-          f"worker(s); written to {out_dir}")
+    print(
+        f"{results['attempts']} attempts{each} in {results['wall_s']:.1f} s wall with {options.workers} "
+        f"worker(s); written to {out_dir}"
+    )
     return 0
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     runs: Path = Path("runs/train_pixel")
     run: str = ""  # default: <dataset>-<backbone>-<modality>
     resume: bool = False
+    init: Path | None = None  # start from these weights (a models/*.pt file) instead of random ones
     device: str = "auto"
     max_steps: int = 0  # stop after this many optimiser steps in all (0: no cap)
     validation_fraction: float = 0.1
@@ -165,6 +166,15 @@ def train(config: TrainConfig) -> Path:
     decay_epoch = max(1, round(LR_DECAY_AT * config.epochs))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_epoch, gamma=LR_DECAY)
     state = {"epoch": 0, "step": 0, "history": [], "best": None, "seconds": 0.0}
+    if config.init is not None and not config.resume:
+        initial = torch.load(config.init, map_location=device, weights_only=True)
+        if (initial["backbone"], initial["modality"]) != (config.backbone, config.modality):
+            raise ValueError(
+                f"{config.init} holds a {initial['backbone']}/{initial['modality']} net, not "
+                f"{config.backbone}/{config.modality}"
+            )
+        net.load_state_dict(initial["state_dict"])
+        print(f"starting from the weights in {config.init}")
     if config.resume and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
         net.load_state_dict(saved["state_dict"])
@@ -293,6 +303,7 @@ def write_model_card(path: Path, config: TrainConfig, data: dict, state: dict, p
             "crop": config.crop,
             "validation_fraction": config.validation_fraction,
             "seed": config.seed,
+            "init": str(config.init) if config.init else None,
             "device": str(device),
         },
         "metrics": {
@@ -326,6 +337,7 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/train_pixel"), help="folder of run folders")
     parser.add_argument("--run", default="", help="run name (default <dataset>-<backbone>-<modality>)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (fine-tuning, more epochs)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0: no cap)")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
