@@ -32,6 +32,8 @@ WEIGHTS_NAME = re.compile(r"^pixel_(lite|unet)_(depth|rgb|rgbd)$")
 _TIP_CLEARANCE = 0.003  # [m] fingertips stay this far above the highest point under the finger footprints
 _MIN_CANDIDATES = 400  # pixels given the (vectorised, cheap) depth check, at least
 _ANGLES_PER_PIXEL = 3  # best angle classes tried per candidate pixel
+_COLUMN_STEP = 0.004  # [m] between the heights checked down each finger's column
+_CHECK_CHUNK = 100  # candidates depth-checked at a time
 _DEPTH_MARGIN = 0.005  # [m] approach depth d stays this far short of the finger length L3, and must be at least this
 
 
@@ -200,16 +202,26 @@ class PixelGraspModel(GraspModel):
         rows, cols = np.broadcast_to(rows, classes.shape).ravel(), np.broadcast_to(cols, classes.shape).ravel()
         classes = classes.ravel()
         score = quality[rows, cols] * angle[classes, rows, cols]  # seed 003: best point, then best angle
+        order = np.argsort(-score, kind="stable")
+        order = order[score[order] >= self.min_quality]
+        rows, cols, classes, score = rows[order], cols[order], classes[order], score[order]
         u, v = block_u[cols], block_v[rows]
         surface = np.where(full_depth[v, u] > 0, full_depth[v, u], depth[rows, cols])
         theta = classes * (math.pi / self.settings.angle_classes)
         max_opening = self.settings.jaw.max_opening
         opening = np.clip(width[classes, rows, cols] * max_opening, 0.0, max_opening)
-        approach = self._approach_depths(full_depth, intrinsics, u, v, surface, theta, opening)
-        feasible = np.nonzero((approach >= _DEPTH_MARGIN) & (score >= self.min_quality))[0]
-        keep = _spaced(
-            feasible[np.argsort(-score[feasible], kind="stable")], rows, cols, self.nms_size // 2, max_grasps
-        )
+        # depth-check the candidates best first, a chunk at a time, until enough spaced grasps pass
+        approach = np.full(score.size, -np.inf)
+        keep: list[int] = []
+        for start in range(0, score.size, _CHECK_CHUNK):
+            chunk = slice(start, start + _CHECK_CHUNK)
+            approach[chunk] = self._approach_depths(
+                full_depth, intrinsics, u[chunk], v[chunk], surface[chunk], theta[chunk], opening[chunk]
+            )
+            feasible = np.nonzero(approach[: start + _CHECK_CHUNK] >= _DEPTH_MARGIN)[0]
+            keep = _spaced(feasible, rows, cols, self.nms_size // 2, max_grasps)
+            if len(keep) == max_grasps:
+                break
         positions = intrinsics.deproject(u[keep], v[keep], surface[keep])
         positions[:, 2] += approach[keep]  # eq. 8: down the camera z axis, not the pixel's ray
         return [
@@ -248,31 +260,48 @@ class PixelGraspModel(GraspModel):
         return rows[order], cols[order]
 
     def _approach_depths(self, depth, intrinsics, u, v, surface, theta, opening) -> np.ndarray:
-        """Seed 003's grasp depth d [m] below the surface at pixels (u, v), (n,) each: the fingertips go down to
-        3 mm above the highest point under the two finger footprints (L1 x L2 each, just outside the opening,
-        projected at the surface depth), at most L3 - 5 mm below the surface. Less than 5 mm: no grasp."""
+        """Seed 003's grasp depth d [m] below the surface at pixels (u, v), (n,) each: how far the two open
+        fingers (L1 x L2 each, just outside the opening) can go down the camera z axis through space the depth
+        image shows empty, less 3 mm, at most L3 - 5 mm. Less than 5 mm: no grasp.
+
+        Each finger is a column of points (x, y, z) above its footprint; a point is free where the camera sees
+        past it (the depth along its ray is larger). Checking the columns rather than the footprint at the
+        surface's depth matters near tall things: a bin wall beside a finger is seen at pixels further out
+        than the finger's tip.
+        """
         jaw = self.settings.jaw
-        pixels_per_metre = 0.5 * (intrinsics.fx + intrinsics.fy) / surface  # (n,)
-        # footprint samples about one pixel apart at the nearest surface: (n, finger, along, across)
-        along_count = max(2, math.ceil(jaw.finger_thickness * pixels_per_metre.max()) + 1)
-        across_count = max(2, math.ceil(jaw.finger_width * pixels_per_metre.max()) + 1)
-        along = np.linspace(-0.5, 0.5, along_count)[None, None, :, None] * jaw.finger_thickness
-        across = np.linspace(-0.5, 0.5, across_count)[None, None, None, :] * jaw.finger_width
+        height, width = depth.shape
+        # footprint samples, at most a few mm apart: (n, finger, along, across) offsets in the camera x-y plane
+        along = np.linspace(-0.5, 0.5, 3)[None, None, :, None] * jaw.finger_thickness
+        across = np.linspace(-0.5, 0.5, 5)[None, None, None, :] * jaw.finger_width
         sign = np.array([1.0, -1.0])[None, :, None, None]  # the two fingers
         centre = sign * (0.5 * opening + 0.5 * jaw.finger_thickness)[:, None, None, None]
-        closing = closing_direction(theta)[:, None, None, None, :]  # (du, dv) per unit length
+        closing = closing_direction(theta)[:, None, None, None, :]  # (x, y) per unit length
         sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
-        offset = (centre + along)[..., None] * closing + across[..., None] * sideways  # [m], (..., 2)
-        scale = pixels_per_metre[:, None, None, None]
-        su = np.rint(u[:, None, None, None] + offset[..., 0] * scale).astype(np.int64)
-        sv = np.rint(v[:, None, None, None] + offset[..., 1] * scale).astype(np.int64)
-        inside = (su >= 0) & (su < depth.shape[1]) & (sv >= 0) & (sv < depth.shape[0])
-        under = depth[np.clip(sv, 0, depth.shape[0] - 1), np.clip(su, 0, depth.shape[1] - 1)]
-        # missing pixels (NaN, 0) and pixels off the image tell nothing: the finger length caps d there
+        offset = (centre + along)[..., None] * closing + across[..., None] * sideways  # (n, 2, 3, 5, 2) [m]
+        grasp_x = (u - intrinsics.cx) * surface / intrinsics.fx
+        grasp_y = (v - intrinsics.cy) * surface / intrinsics.fy
+        x = (grasp_x[:, None, None, None] + offset[..., 0]).reshape(len(u), -1)  # (n, samples)
+        y = (grasp_y[:, None, None, None] + offset[..., 1]).reshape(len(u), -1)
+        # heights down each column: from the nearest thing in view to the deepest a fingertip may go
         with np.errstate(invalid="ignore"):
-            seen = inside & (under > 0)
-        highest = np.where(seen, under, np.inf).min(axis=(1, 2, 3))
-        return np.minimum(jaw.finger_length - _DEPTH_MARGIN, highest - _TIP_CLEARANCE - surface)
+            top = float(np.nanmin(np.where(depth > 0, depth, np.nan)))
+        bottom = surface + jaw.finger_length - _DEPTH_MARGIN  # (n,)
+        steps = np.arange(0.0, float(bottom.max() - top) + _COLUMN_STEP, _COLUMN_STEP)
+        z = top + steps[None, :, None]  # (1, levels, 1)
+        su = np.rint(intrinsics.fx * x[:, None, :] / z + intrinsics.cx).astype(np.int64)  # (n, levels, samples)
+        sv = np.rint(intrinsics.fy * y[:, None, :] / z + intrinsics.cy).astype(np.int64)
+        inside = (su >= 0) & (su < width) & (sv >= 0) & (sv < height)
+        seen = depth[np.clip(sv, 0, height - 1), np.clip(su, 0, width - 1)]
+        # missing pixels (NaN, 0) and pixels off the image tell nothing: they do not block
+        with np.errstate(invalid="ignore"):
+            blocked = inside & (seen > 0) & (seen < z)
+        # the first blocked level of any column ends the way down
+        blocked_any = blocked.any(axis=2)  # (n, levels)
+        first = np.where(blocked_any.any(axis=1), blocked_any.argmax(axis=1), steps.size)
+        free_to = top + steps[np.maximum(first - 1, 0)]
+        free_to = np.where(first == 0, -np.inf, np.where(first == steps.size, np.inf, free_to))
+        return np.minimum(jaw.finger_length - _DEPTH_MARGIN, free_to - _TIP_CLEARANCE - surface)
 
 
 def register_pixel_models(folder: Path | None = None) -> list[str]:
