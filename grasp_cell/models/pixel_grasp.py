@@ -34,6 +34,7 @@ _MIN_CANDIDATES = 400  # pixels given the (vectorised, cheap) depth check, at le
 _ANGLES_PER_PIXEL = 3  # best angle classes tried per candidate pixel
 _COLUMN_STEP = 0.004  # [m] between the heights checked down each finger's column
 _CHECK_CHUNK = 100  # candidates depth-checked at a time
+_COLUMN_TOLERANCE = 0.002  # [m] a seen surface this close to a finger column's sample lies in the column
 _DEPTH_MARGIN = 0.005  # [m] approach depth d stays this far short of the finger length L3, and must be at least this
 
 
@@ -264,9 +265,9 @@ class PixelGraspModel(GraspModel):
         fingers (L1 x L2 each, just outside the opening) can go down the camera z axis through space the depth
         image shows empty, less 3 mm, at most L3 - 5 mm. Less than 5 mm: no grasp.
 
-        Each finger is a column of points (x, y, z) above its footprint; a point is free where the camera sees
-        past it (the depth along its ray is larger). Checking the columns rather than the footprint at the
-        surface's depth matters near tall things: a bin wall beside a finger is seen at pixels further out
+        Each finger is a column of points (x, y, z) above its footprint; a point is blocked where the camera sees
+        a surface in front of it that lies inside the column. Checking the columns rather than the footprint at
+        the surface's depth matters near tall things: a bin wall over a finger is seen at pixels further out
         than the finger's tip.
         """
         jaw = self.settings.jaw
@@ -293,9 +294,15 @@ class PixelGraspModel(GraspModel):
         sv = np.rint(intrinsics.fy * y[:, None, :] / z + intrinsics.cy).astype(np.int64)
         inside = (su >= 0) & (su < width) & (sv >= 0) & (sv < height)
         seen = depth[np.clip(sv, 0, height - 1), np.clip(su, 0, width - 1)]
-        # missing pixels (NaN, 0) and pixels off the image tell nothing: they do not block
+        # a column point is blocked by a surface the camera sees in front of it that lies inside the column:
+        # along the ray that surface sits r (1 - seen / z) closer to the optical axis. Surfaces further off
+        # cast a shadow over the column, unknown space that is nearly always empty beside a part's side.
+        # Missing pixels (NaN, 0) and pixels off the image tell nothing: they do not block.
+        radius = np.hypot(x, y)[:, None, :]
         with np.errstate(invalid="ignore"):
-            blocked = inside & (seen > 0) & (seen < z)
+            in_front = inside & (seen > 0) & (seen < z)
+            # (a surface up to one step above a level shifts by up to radius x step / z: a floor is in)
+            blocked = in_front & (radius * (1.0 - seen / z) <= _COLUMN_TOLERANCE + radius * _COLUMN_STEP / z)
         # the first blocked level of any column ends the way down
         blocked_any = blocked.any(axis=2)  # (n, levels)
         first = np.where(blocked_any.any(axis=1), blocked_any.argmax(axis=1), steps.size)
