@@ -219,7 +219,7 @@ def test_trainer_writes_weights_that_plan_parallel_grasps(tmp_path, monkeypatch)
         surface = intrinsics.deproject(u, v, observation.depth[v, u])
         assert np.allclose(grasp.position[:2], surface[:2])
         assert 0.005 <= grasp.position[2] - surface[2] <= JAW.finger_length - 0.005 + 1e-9
-        assert grasp.position[2] <= 0.6 - 0.003 + 1e-6  # fingertips stay 3 mm above the floor
+        assert grasp.position[2] <= 0.6 - model.tip_clearance + 1e-6  # fingertips stay clear of the floor
 
 
 def test_plan_geometry_from_given_maps(monkeypatch):
@@ -258,8 +258,8 @@ def test_plan_geometry_from_given_maps(monkeypatch):
     assert grasp.pixel == (79, 59) and grasp.quality == pytest.approx(0.9 * 0.5)  # Qp x Qθ
     assert grasp.width == pytest.approx(0.5 * JAW.max_opening)
     assert np.allclose(grasp.closing, [1.0, 0.0, 0.0]) and np.allclose(grasp.approach, [0.0, 0.0, 1.0])
-    # fingertips 3 mm above the floor beside the tower: d = 0.6 - 0.003 - 0.56
-    expected = intrinsics.deproject(79, 59, 0.56) + (0.0, 0.0, 0.037)
+    # fingertips 6 mm (the default clearance) above the floor beside the tower: d = 0.6 - 0.006 - 0.56
+    expected = intrinsics.deproject(79, 59, 0.56) + (0.0, 0.0, 0.034)
     assert np.allclose(grasp.position, expected, atol=1e-6)
 
     maps["scale"] = 0.2  # nothing reaches min_quality

@@ -29,12 +29,9 @@ from grasp_cell.models.base import _REGISTRY, GraspModel, Observation, register
 MODALITY_CHANNELS = {"depth": 1, "rgb": 3, "rgbd": 4}
 MODELS_DIR_ENV = "GRASP_CELL_MODELS_DIR"  # overrides where weights files are looked for
 WEIGHTS_NAME = re.compile(r"^pixel_(lite|unet)_(depth|rgb|rgbd)$")
-_TIP_CLEARANCE = 0.003  # [m] fingertips stay this far above the highest point under the finger footprints
 _MIN_CANDIDATES = 400  # pixels given the (vectorised, cheap) depth check, at least
 _ANGLES_PER_PIXEL = 3  # best angle classes tried per candidate pixel
-_COLUMN_STEP = 0.004  # [m] between the heights checked down each finger's column
 _CHECK_CHUNK = 100  # candidates depth-checked at a time
-_COLUMN_TOLERANCE = 0.002  # [m] a seen surface this close to a finger column's sample lies in the column
 _DEPTH_MARGIN = 0.005  # [m] approach depth d stays this far short of the finger length L3, and must be at least this
 
 
@@ -119,6 +116,8 @@ class PixelGraspModel(GraspModel):
         min_quality: float = 0.1,  # grasps scoring (Qp x Qθ) below this are not grasps (the cell logs no_grasp)
         nms_size: int = 5,  # [net pixels] ranked grasps lie outside each other's window of this size
         context: int = 16,  # [net pixels] of image around the roi the net also sees (bin walls, as in training)
+        tip_clearance: float = 0.006,  # [m] fingertips above the highest point under them: an arm's tracking and
+        # tilt error (2 mm, 2 degrees over 110 mm fingers) must not put them into the bin floor
         threads: int = 1,  # torch CPU threads: on a busy 2-core machine two spin-waiting threads ran 40x slower
         device: str = "cpu",
     ):
@@ -135,6 +134,7 @@ class PixelGraspModel(GraspModel):
         self.name = name
         self.settings = PixelGraspSettings.from_checkpoint(checkpoint)
         self.min_quality, self.nms_size, self.context, self.threads = min_quality, nms_size, context, threads
+        self.tip_clearance = tip_clearance
         self.device = torch.device(device)
         channels = MODALITY_CHANNELS[self.settings.modality]
         self.net = PixelGraspNet(self.settings.backbone, channels, self.settings.angle_classes)
@@ -261,55 +261,34 @@ class PixelGraspModel(GraspModel):
         return rows[order], cols[order]
 
     def _approach_depths(self, depth, intrinsics, u, v, surface, theta, opening) -> np.ndarray:
-        """Seed 003's grasp depth d [m] below the surface at pixels (u, v), (n,) each: how far the two open
-        fingers (L1 x L2 each, just outside the opening) can go down the camera z axis through space the depth
-        image shows empty, less 3 mm, at most L3 - 5 mm. Less than 5 mm: no grasp.
-
-        Each finger is a column of points (x, y, z) above its footprint; a point is blocked where the camera sees
-        a surface in front of it that lies inside the column. Checking the columns rather than the footprint at
-        the surface's depth matters near tall things: a bin wall over a finger is seen at pixels further out
-        than the finger's tip.
-        """
+        """Seed 003's grasp depth d [m] below the surface at pixels (u, v), (n,) each: the fingertips go down to
+        ``tip_clearance`` above the highest point under the two finger footprints (L1 x L2 each, just outside
+        the opening, read at the surface's depth), at most L3 - 5 mm below the surface. Less than 5 mm: no
+        grasp. (Checking each finger as a column of seen free space instead also catches tall things seen
+        further out, but it rejects the shadow every part casts beside itself and measured worse: see
+        docs/pixel_grasp.md.)"""
         jaw = self.settings.jaw
-        height, width = depth.shape
-        # footprint samples, at most a few mm apart: (n, finger, along, across) offsets in the camera x-y plane
-        along = np.linspace(-0.5, 0.5, 3)[None, None, :, None] * jaw.finger_thickness
-        across = np.linspace(-0.5, 0.5, 5)[None, None, None, :] * jaw.finger_width
+        pixels_per_metre = 0.5 * (intrinsics.fx + intrinsics.fy) / surface  # (n,)
+        # footprint samples about one pixel apart at the nearest surface: (n, finger, along, across)
+        along_count = max(2, math.ceil(jaw.finger_thickness * pixels_per_metre.max()) + 1)
+        across_count = max(2, math.ceil(jaw.finger_width * pixels_per_metre.max()) + 1)
+        along = np.linspace(-0.5, 0.5, along_count)[None, None, :, None] * jaw.finger_thickness
+        across = np.linspace(-0.5, 0.5, across_count)[None, None, None, :] * jaw.finger_width
         sign = np.array([1.0, -1.0])[None, :, None, None]  # the two fingers
         centre = sign * (0.5 * opening + 0.5 * jaw.finger_thickness)[:, None, None, None]
-        closing = closing_direction(theta)[:, None, None, None, :]  # (x, y) per unit length
+        closing = closing_direction(theta)[:, None, None, None, :]  # (du, dv) per unit length
         sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
-        offset = (centre + along)[..., None] * closing + across[..., None] * sideways  # (n, 2, 3, 5, 2) [m]
-        grasp_x = (u - intrinsics.cx) * surface / intrinsics.fx
-        grasp_y = (v - intrinsics.cy) * surface / intrinsics.fy
-        x = (grasp_x[:, None, None, None] + offset[..., 0]).reshape(len(u), -1)  # (n, samples)
-        y = (grasp_y[:, None, None, None] + offset[..., 1]).reshape(len(u), -1)
-        # heights down each column: from the nearest thing in view to the deepest a fingertip may go
+        offset = (centre + along)[..., None] * closing + across[..., None] * sideways  # [m], (..., 2)
+        scale = pixels_per_metre[:, None, None, None]
+        su = np.rint(u[:, None, None, None] + offset[..., 0] * scale).astype(np.int64)
+        sv = np.rint(v[:, None, None, None] + offset[..., 1] * scale).astype(np.int64)
+        inside = (su >= 0) & (su < depth.shape[1]) & (sv >= 0) & (sv < depth.shape[0])
+        under = depth[np.clip(sv, 0, depth.shape[0] - 1), np.clip(su, 0, depth.shape[1] - 1)]
+        # missing pixels (NaN, 0) and pixels off the image tell nothing: the finger length caps d there
         with np.errstate(invalid="ignore"):
-            top = float(np.nanmin(np.where(depth > 0, depth, np.nan)))
-        bottom = surface + jaw.finger_length - _DEPTH_MARGIN  # (n,)
-        steps = np.arange(0.0, float(bottom.max() - top) + _COLUMN_STEP, _COLUMN_STEP)
-        z = top + steps[None, :, None]  # (1, levels, 1)
-        su = np.rint(intrinsics.fx * x[:, None, :] / z + intrinsics.cx).astype(np.int64)  # (n, levels, samples)
-        sv = np.rint(intrinsics.fy * y[:, None, :] / z + intrinsics.cy).astype(np.int64)
-        inside = (su >= 0) & (su < width) & (sv >= 0) & (sv < height)
-        seen = depth[np.clip(sv, 0, height - 1), np.clip(su, 0, width - 1)]
-        # a column point is blocked by a surface the camera sees in front of it that lies inside the column:
-        # along the ray that surface sits r (1 - seen / z) closer to the optical axis. Surfaces further off
-        # cast a shadow over the column, unknown space that is nearly always empty beside a part's side.
-        # Missing pixels (NaN, 0) and pixels off the image tell nothing: they do not block.
-        radius = np.hypot(x, y)[:, None, :]
-        with np.errstate(invalid="ignore"):
-            in_front = inside & (seen > 0) & (seen < z)
-            # (a surface up to one step above a level shifts by up to radius x step / z: a floor is in)
-            blocked = in_front & (radius * (1.0 - seen / z) <= _COLUMN_TOLERANCE + radius * _COLUMN_STEP / z)
-        # the first blocked level of any column ends the way down
-        blocked_any = blocked.any(axis=2)  # (n, levels)
-        first = np.where(blocked_any.any(axis=1), blocked_any.argmax(axis=1), steps.size)
-        free_to = top + steps[np.maximum(first - 1, 0)]
-        free_to = np.where(first == 0, -np.inf, np.where(first == steps.size, np.inf, free_to))
-        return np.minimum(jaw.finger_length - _DEPTH_MARGIN, free_to - _TIP_CLEARANCE - surface)
-
+            seen = inside & (under > 0)
+        highest = np.where(seen, under, np.inf).min(axis=(1, 2, 3))
+        return np.minimum(jaw.finger_length - _DEPTH_MARGIN, highest - self.tip_clearance - surface)
 
 def register_pixel_models(folder: Path | None = None) -> list[str]:
     """Make the registry list ``pixel_<backbone>_<modality>`` for exactly the weights files in ``folder``
