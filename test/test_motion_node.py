@@ -65,7 +65,7 @@ def send(ros_client, client, grasp):
     assert handle is not None and handle.accepted
     response = ros_client.wait_for(handle.get_result_async(), 10)
     assert response is not None
-    deadline = time.monotonic() + 2.0  # feedback sent just before the result may be handled after it
+    deadline = time.monotonic() + 5.0  # feedback sent just before the result may be handled after it
     while len(feedback) < len(PHASES) and time.monotonic() < deadline:
         ros_client.executor.spin_once(timeout_sec=0.05)
     return response.result, [f.feedback.phase for f in feedback]
