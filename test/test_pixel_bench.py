@@ -1,5 +1,6 @@
 """The seed-003 benchmark: the floating jaw's outcomes, friction that matters, the run end to end, metrics."""
 
+import dataclasses
 import json
 import math
 
@@ -11,7 +12,7 @@ from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.transform import Transform
 from grasp_cell.eval import pixel_bench
 from grasp_cell.eval.pixel_bench import BenchRecord, compute_metrics, format_table
-from grasp_cell.sim.config import CellConfig
+from grasp_cell.sim.config import CellConfig, PhysicsConfig
 from grasp_cell.sim.floating_jaw import FloatingJaw
 from grasp_cell.sim.parts import PartSpec
 from grasp_cell.sim.world import SimWorld
@@ -61,6 +62,21 @@ def test_friction_decides_whether_a_heavy_part_slips(jaw_world):
         place_box(world, (0.03, 0.04, 0.03), 0.5, mu)
         outcomes[mu] = jaw.attempt(top_down_grasp(world, 0.0, 0.015), 0.05).outcome
     assert outcomes == {0.05: Outcome.DROPPED, 1.0: Outcome.SUCCESS}
+
+
+def test_a_light_part_squeezed_off_centre_is_held_not_passed_through():
+    """With the world's 10 solver iterations the finger that reached the 10 g box first passed through it
+    (the jaw "closed on nothing"); ``physics.grip_solver_iterations`` holds it."""
+    outcomes = {}
+    for iterations in (10, PhysicsConfig().grip_solver_iterations):
+        config = dataclasses.replace(CellConfig(), physics=PhysicsConfig(grip_solver_iterations=iterations))
+        with SimWorld(config) as world:
+            jaw = FloatingJaw(world)
+            place_box(world, (0.02, 0.045, 0.017), 0.01, mu=0.6)
+            grasp = Transform(DOWN, [-0.004, 0.01, world.bin_floor_z + 0.006])  # 4 mm off the box's centre
+            outcomes[iterations] = jaw.attempt(grasp, 0.055).outcome
+            assert pybullet.getPhysicsEngineParameters(physicsClientId=world.client)["numSolverIterations"] == 10
+    assert outcomes == {10: Outcome.MISSED, PhysicsConfig().grip_solver_iterations: Outcome.SUCCESS}
 
 
 def test_scenes_are_fixed_by_seed_and_restored_exactly():

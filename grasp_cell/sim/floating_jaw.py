@@ -13,7 +13,9 @@ is pushed inwards by a joint force of exactly ``jaw_force`` (a force-controlled 
 motor on a light free body does not converge in the world's 10 solver iterations (it squeezes with a third
 of its force limit while the fingers creep sideways). The fingers are coupled by equal speed rather than
 the arm twin's gear constraint, which fails the same way here: the first to touch a part shoves it along
-until the other arrives, as a linkage would, unless the part resists more than ``jaw_force``.
+until the other arrives, as a linkage would, unless the part resists more than ``jaw_force``. The whole
+attempt steps with ``physics.grip_solver_iterations``: with the world's 10, a finger squeezing a light
+part against the other finger passed through it (the jaw "closed on nothing" around a 10 g box).
 
 Sequence: teleport to a pre-grasp back along the approach axis (further back if the jaw would start inside
 something), open to the requested width, move straight to the grasp, close, lift straight up to
@@ -151,7 +153,7 @@ class FloatingJaw:
         laps = _Laps()
         opening = MAX_OPENING if width <= 0 else min(float(width), MAX_OPENING)
         T_world_tcp = T_world_grasp * self.T_tcp_grasp.inverse()
-        with self.world.lock:
+        with self.world.lock, self.world.solver_iterations(self.world.config.physics.grip_solver_iterations):
             try:
                 lifted = self._grasp(T_world_tcp, opening, laps)
                 outcome, message = Outcome.SUCCESS, f"lifted {len(lifted)} part(s)"

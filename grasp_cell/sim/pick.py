@@ -156,17 +156,20 @@ class _Pick:
         self._follow(plan.approach, _duration(approach_length, motion.approach_speed), self._check_contacts)
         self._check_disturbance(positions_before, target)
 
-        self.phases.start("grip")
-        self._grip_suction() if suction else self._grip_jaw()
+        # a jaw holding a part needs more solver iterations, or a finger passes through a light part
+        physics = self.cfg.physics
+        with self.world.solver_iterations(physics.solver_iterations if suction else physics.grip_solver_iterations):
+            self.phases.start("grip")
+            self._grip_suction() if suction else self._grip_jaw()
 
-        self.phases.start("lift")
-        self._follow(plan.lift, _duration(motion.lift_height, motion.lift_speed), self._check_hold)
+            self.phases.start("lift")
+            self._follow(plan.lift, _duration(motion.lift_height, motion.lift_speed), self._check_hold)
 
-        self.phases.start("place")
-        self._move_joints(plan.lift[-1], plan.q_place, self._check_hold)
-        held = self.held
-        self.robot.release()
-        self._step_for(RELEASE_TIME)
+            self.phases.start("place")
+            self._move_joints(plan.lift[-1], plan.q_place, self._check_hold)
+            held = self.held
+            self.robot.release()
+            self._step_for(RELEASE_TIME)
         if self.world.is_in_bin(self.world.part_position(held)):
             raise _Abort(Outcome.DROPPED, "released over the tray but the part ended in the bin")
 

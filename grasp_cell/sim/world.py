@@ -12,6 +12,7 @@ out-tray centred at (0.42, -0.50), outside the camera's view.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -226,6 +227,17 @@ class SimWorld:
     def step(self, count: int = 1) -> None:
         for _ in range(count):
             pybullet.stepSimulation(physicsClientId=self.client)
+
+    @contextlib.contextmanager
+    def solver_iterations(self, count: int):
+        """Step with ``count`` constraint-solver iterations inside the block, the configured number after."""
+        pybullet.setPhysicsEngineParameter(numSolverIterations=int(count), physicsClientId=self.client)
+        try:
+            yield
+        finally:
+            pybullet.setPhysicsEngineParameter(
+                numSolverIterations=self.config.physics.solver_iterations, physicsClientId=self.client
+            )
 
     def max_part_speed(self) -> float:
         """Fastest part's linear speed plus its spin times its radius [m/s]."""
