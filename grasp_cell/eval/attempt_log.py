@@ -118,6 +118,15 @@ def git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single write to an O_APPEND file, so worker processes never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write atomically so a reader never sees half a file."""
     path = Path(path)

@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import multiprocessing
-import os
 import time
 import zlib
 from collections import defaultdict
@@ -42,7 +41,15 @@ from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.transform import Transform
 from grasp_cell.drivers.sim_camera import SimCamera
-from grasp_cell.eval.attempt_log import ATTEMPTS_FILE, RUN_FILE, git_commit, grasp_to_dict, new_run_dir, write_json
+from grasp_cell.eval.attempt_log import (
+    ATTEMPTS_FILE,
+    RUN_FILE,
+    append_line,
+    git_commit,
+    grasp_to_dict,
+    new_run_dir,
+    write_json,
+)
 from grasp_cell.graph import package_share
 from grasp_cell.models import GraspModel, Observation, available_models, create_model
 from grasp_cell.sim import objects
@@ -169,12 +176,7 @@ class BenchRecord:
 
 
 def append_record(path: Path, record: BenchRecord) -> None:
-    """Append one line with a single write to an O_APPEND file, so worker processes never interleave."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (record.to_json() + "\n").encode())
-    finally:
-        os.close(fd)
+    append_line(path, record.to_json())
 
 
 def read_records(path: Path) -> list[BenchRecord]:

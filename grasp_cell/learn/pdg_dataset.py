@@ -18,21 +18,18 @@ from seed (base seed, i) alone, so an interrupted run resumes where it stopped a
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from grasp_cell.core.geometry import downsample_depth
 from grasp_cell.core.jaw import JawGeometry
 from grasp_cell.core.transform import Transform
-from grasp_cell.eval.attempt_log import git_commit, write_json
+from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.pdg import PdgSettings, label_view, offset_camera_pose, render_parallel
+from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
 from grasp_cell.sim.camera import realistic_depth_noise, render
 from grasp_cell.sim.config import CellConfig
 from grasp_cell.sim.objects import scene_specs
@@ -125,10 +122,7 @@ def make_shard(task: tuple) -> tuple[int, int, int]:
         "scene": np.array([view["scene"] for view in views], np.int32),
         "object_count": np.array([view["object_count"] for view in views], np.int32),
     }
-    path = shard_path(Path(out), shard)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)  # a shard exists complete or not at all: that is what resume relies on
+    save_shard(shard_path(Path(out), shard), arrays)
     return shard, len(views), int(sum(counts))
 
 
@@ -142,10 +136,6 @@ def _worker_maker(object_set: str) -> ViewMaker:
     return _MAKER
 
 
-def shard_path(out: Path, shard: int) -> Path:
-    return out / f"shard_{shard:05d}.npz"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data/pdg/seen"))
@@ -156,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--object-set", default="seen")
     args = parser.parse_args(argv)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "object_set": args.object_set,
         "seed": args.seed,
@@ -171,34 +160,21 @@ def main(argv: list[str] | None = None) -> int:
         "jaw": asdict(JawGeometry()),
         "git_commit": git_commit(),
     }
-    meta_path = args.out / "meta.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        changed = [key for key in ("object_set", "seed", "scenes_per_shard", "pdg", "jaw") if old.get(key) != meta[key]]
-        if changed:
-            parser.error(f"{args.out} was made with other settings ({', '.join(changed)}); use another --out")
-    write_json(meta_path, meta)
+    try:
+        open_dataset(args.out, meta, ("object_set", "seed", "scenes_per_shard", "pdg", "jaw"))
+    except ValueError as error:
+        parser.error(str(error))
 
     shards = -(-args.scenes // args.scenes_per_shard)
-    todo = [i for i in range(shards) if not shard_path(args.out, i).exists()]
+    todo = missing_shards(args.out, shards)
     print(
         f"{args.out}: {shards - len(todo)} of {shards} shards exist, making {len(todo)} "
         f"({len(todo) * args.scenes_per_shard * VIEWS_PER_SCENE} views) with {args.workers} workers"
     )
     tasks = [(str(args.out), i, args.scenes_per_shard, args.seed, args.object_set) for i in todo]
     start = time.monotonic()
-    views = grasps = 0
-    with tqdm(total=len(tasks), unit="shard") as bar:
-        if args.workers > 1:
-            with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-                for _, n_views, n_grasps in pool.imap_unordered(make_shard, tasks):
-                    views, grasps = views + n_views, grasps + n_grasps
-                    bar.update()
-        else:
-            for task in tasks:
-                _, n_views, n_grasps = make_shard(task)
-                views, grasps = views + n_views, grasps + n_grasps
-                bar.update()
+    results = make_shards(make_shard, tasks, args.workers)
+    views, grasps = sum(result[1] for result in results), sum(result[2] for result in results)
     elapsed = time.monotonic() - start
     if views:
         print(

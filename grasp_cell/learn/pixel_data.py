@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import warnings
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +25,10 @@ from torch.utils.data import Dataset
 
 from grasp_cell.core.depth import fill_missing
 from grasp_cell.core.jaw import JawGeometry
+from grasp_cell.learn import shards
 from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, network_input
 
-SHARD_NAME = re.compile(r"^shard_\d+\.npz$")
+PDG_ARRAYS = ("depth", "intrinsics", "grasps", "grasp_offsets", "scene")
 ENHANCED_VALUE = 0.9  # seed 003: the copies of a label in its 8-neighbourhood
 NEIGHBOURS = [(dv, du) for dv in (-1, 0, 1) for du in (-1, 0, 1) if (dv, du) != (0, 0)]
 
@@ -52,20 +50,8 @@ class PdgMeta:
 
 
 def list_shards(folder: Path) -> list[Path]:
-    """The complete shards of a dataset, in order: files still being written (or broken) are left out."""
-    shards = []
-    for path in sorted(Path(folder).iterdir()):
-        if not SHARD_NAME.match(path.name):
-            continue
-        try:
-            with zipfile.ZipFile(path) as archive:  # an .npz is a zip: a partial file has no central directory
-                names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError):
-            warnings.warn(f"skipping incomplete shard {path}", stacklevel=2)
-            continue
-        if {"depth.npy", "intrinsics.npy", "grasps.npy", "grasp_offsets.npy", "scene.npy"} <= names:
-            shards.append(path)
-    return shards
+    """The complete shards of a PDG dataset, in order (``grasp_cell.learn.shards.list_shards``)."""
+    return shards.list_shards(folder, PDG_ARRAYS)
 
 
 @dataclass(frozen=True)
