@@ -266,6 +266,46 @@ def test_plan_geometry_from_given_maps(monkeypatch):
     assert model.plan(observation) == []
 
 
+def lying_cylinder_scene(neighbour_height: float):
+    """A 32 mm cylinder lying along the image v axis on a floor 0.6 m away (320 x 240, 1.4-2.9 mm per pixel),
+    a block ``neighbour_height`` tall beside it where the right finger lands; its roi, and the pixel on top."""
+    intrinsics = CameraIntrinsics.from_vertical_fov(320, 240, 60.0)
+    depth = np.full((240, 320), 0.6, np.float32)
+    u0, v0, radius = 161, 121, 0.016
+    u = np.arange(320)
+    x = (u - intrinsics.cx) * 0.584 / intrinsics.fx - (u0 - intrinsics.cx) * 0.584 / intrinsics.fx  # [m] across
+    on = np.abs(x) < radius
+    height = radius + np.sqrt(np.clip(radius**2 - x**2, 0.0, None))
+    depth[80:160, on] = 0.6 - height[on]
+    block = (x > 0.026) & (x < 0.045)
+    depth[80:160, block] = 0.6 - neighbour_height
+    return Observation(depth, intrinsics, roi=(60, 40, 260, 200)), (u0, v0)
+
+
+@pytest.mark.parametrize("neighbour_height, held", [(0.006, True), (0.018, False)])
+def test_grasps_too_shallow_to_hold_a_round_part_are_dropped(monkeypatch, neighbour_height, held):
+    """The block caps the fingertips 6 mm above itself: at 12 mm they close below the cylinder's middle
+    (contacts in the friction cone); at 24 mm, 8 mm below its top, they would squeeze it out upwards."""
+    observation, (u0, v0) = lying_cylinder_scene(neighbour_height)
+    model = PixelGraspModel.untrained("lite", min_quality=0.2)
+    left, top = 60 - 2 * model.context, 40 - 2 * model.context
+
+    def given_maps(image):
+        height, width = image.shape[1:]
+        quality = np.zeros((height, width), np.float32)
+        quality[(v0 - top - 1) // 2, (u0 - left - 1) // 2] = 0.9
+        angle = np.zeros((ANGLE_CLASSES, height, width), np.float32)
+        angle[0] = 0.5  # closing along u, across the cylinder
+        return quality, angle, np.full((ANGLE_CLASSES, height, width), 0.55, np.float32)  # 47 mm open
+
+    monkeypatch.setattr(model, "_predict", given_maps)
+    grasps = model.plan(observation, max_grasps=5)
+    assert len(grasps) == (1 if held else 0)
+    # without the friction-cone check the shallow grasp would be returned: the depth alone allows it
+    monkeypatch.setattr(model, "_contacts_in_cone", lambda *args: np.ones(args[2].size, bool))
+    assert len(model.plan(observation, max_grasps=5)) == 1
+
+
 def teardown_module():
     from grasp_cell.models.pixel_grasp import register_pixel_models
 

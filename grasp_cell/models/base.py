@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -72,6 +74,23 @@ def create_model(name: str, **options) -> GraspModel:
     except KeyError:
         raise ValueError(f"unknown model '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
     return factory(**options)
+
+
+def register_weights_files(
+    folder, pattern: "re.Pattern[str]", factory: Callable[[str], Callable[..., GraspModel]], registered: set[str]
+) -> list[str]:
+    """Keep one registry name per weights file ``<name>.pt`` in ``folder`` whose name matches ``pattern``:
+    names whose file appeared are registered with ``factory(name)``, names in ``registered`` whose file is
+    gone are dropped. ``registered`` is the caller's set of the names it added; returns the names found."""
+    names = sorted(path.stem for path in Path(folder).glob("*.pt") if pattern.match(path.stem))
+    for name in registered - set(names):
+        del _REGISTRY[name]
+        registered.discard(name)
+    for name in names:
+        if name not in _REGISTRY:
+            register(name)(factory(name))
+            registered.add(name)
+    return names
 
 
 def _load_builtin_models() -> None:

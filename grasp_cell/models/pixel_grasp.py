@@ -24,7 +24,7 @@ from grasp_cell.core.geometry import downsample_depth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
-from grasp_cell.models.base import _REGISTRY, GraspModel, Observation, register
+from grasp_cell.models.base import GraspModel, Observation, register_weights_files
 
 MODALITY_CHANNELS = {"depth": 1, "rgb": 3, "rgbd": 4}
 MODELS_DIR_ENV = "GRASP_CELL_MODELS_DIR"  # overrides where weights files are looked for
@@ -118,6 +118,8 @@ class PixelGraspModel(GraspModel):
         context: int = 16,  # [net pixels] of image around the roi the net also sees (bin walls, as in training)
         tip_clearance: float = 0.006,  # [m] fingertips above the highest point under them: an arm's tracking and
         # tilt error (2 mm, 2 degrees over 110 mm fingers) must not put them into the bin floor
+        contact_friction: float = 0.2,  # mu of the friction cone the contacts must meet at the approach depth
+        # chosen, as the labels' (grasp_cell.learn.pdg)
         threads: int = 1,  # torch CPU threads: on a busy 2-core machine two spin-waiting threads ran 40x slower
         device: str = "cpu",
     ):
@@ -135,6 +137,9 @@ class PixelGraspModel(GraspModel):
         self.settings = PixelGraspSettings.from_checkpoint(checkpoint)
         self.min_quality, self.nms_size, self.context, self.threads = min_quality, nms_size, context, threads
         self.tip_clearance = tip_clearance
+        if contact_friction <= 0.0:
+            raise ValueError(f"contact_friction must be > 0, got {contact_friction}")
+        self.contact_friction = contact_friction
         self.device = torch.device(device)
         channels = MODALITY_CHANNELS[self.settings.modality]
         self.net = PixelGraspNet(self.settings.backbone, channels, self.settings.angle_classes)
@@ -216,9 +221,11 @@ class PixelGraspModel(GraspModel):
         keep: list[int] = []
         for start in range(0, score.size, _CHECK_CHUNK):
             chunk = slice(start, start + _CHECK_CHUNK)
-            approach[chunk] = self._approach_depths(
-                full_depth, intrinsics, u[chunk], v[chunk], surface[chunk], theta[chunk], opening[chunk]
-            )
+            args = (full_depth, intrinsics, u[chunk], v[chunk], surface[chunk], theta[chunk], opening[chunk])
+            reachable = self._approach_depths(*args)
+            # a depth the fingers can reach may still be too shallow to hold: on a lying cylinder's upper
+            # half the contacts slope out of the friction cone, and the labels never taught that grasp
+            approach[chunk] = np.where(self._contacts_in_cone(*args, reachable), reachable, -np.inf)
             feasible = np.nonzero(approach[: start + _CHECK_CHUNK] >= _DEPTH_MARGIN)[0]
             keep = _spaced(feasible, rows, cols, self.nms_size // 2, max_grasps)
             if len(keep) == max_grasps:
@@ -290,20 +297,47 @@ class PixelGraspModel(GraspModel):
         highest = np.where(seen, under, np.inf).min(axis=(1, 2, 3))
         return np.minimum(jaw.finger_length - _DEPTH_MARGIN, highest - self.tip_clearance - surface)
 
+    def _contacts_in_cone(self, depth, intrinsics, u, v, surface, theta, opening, approach) -> np.ndarray:
+        """(n,) bool: at fingertip level (``approach`` below the surface) each closing finger meets the
+        outermost part of what stands above that level between the open fingers, and the surface there is
+        steep enough for its normal to lie in the friction cone (the labels' check, ``grasp_cell.learn.pdg``):
+        from the last pixel above fingertip level to the next seen pixel outside, the depth image falls by
+        at least 1/mu times the distance between them. At one pixel a vertical side passes when it stands
+        more than 1/mu pixels tall (7 mm at 0.6 m); a lying cylinder gripped above its middle fails. No seen
+        pixel outside: no evidence against."""
+        n = u.size
+        pixels_per_metre = 0.5 * (intrinsics.fx + intrinsics.fy) / surface  # (n,)
+        reach = 0.5 * opening * pixels_per_metre  # [px] from the centre to each open finger's pad
+        steps = np.arange(int(math.ceil(float(reach.max(initial=0.0)))) + 3)  # one pixel apart, and beyond
+        closing = closing_direction(theta)  # (n, 2) in (u, v)
+        tip_level = surface + np.maximum(approach, 0.0)  # camera z of the fingertips
+        rows = np.arange(n)
+        ok = np.isfinite(approach)
+        for sign in (1.0, -1.0):
+            su = np.rint(u[:, None] + sign * steps[None, :] * closing[:, None, 0]).astype(np.int64)
+            sv = np.rint(v[:, None] + sign * steps[None, :] * closing[:, None, 1]).astype(np.int64)
+            inside = (su >= 0) & (su < depth.shape[1]) & (sv >= 0) & (sv < depth.shape[0])
+            z = depth[np.clip(sv, 0, depth.shape[0] - 1), np.clip(su, 0, depth.shape[1] - 1)]
+            z = np.where(inside & (z > 0), z, np.nan)  # missing or off the image: unknown
+            with np.errstate(invalid="ignore"):
+                solid = (z < tip_level[:, None]) & (steps[None, :] <= reach[:, None])
+            # the outermost solid sample (the centre pixel always is one: it lies above the fingertips)
+            edge = steps.size - 1 - np.argmax(solid[:, ::-1], axis=1)
+            beyond = np.isfinite(z) & (steps[None, :] > edge[:, None])
+            outer = np.argmax(beyond, axis=1)
+            with np.errstate(invalid="ignore"):
+                drop = z[rows, outer] - z[rows, edge]
+            span = (outer - edge) / pixels_per_metre  # [m]
+            steep = drop * self.contact_friction >= span
+            ok &= ~beyond.any(axis=1) | steep
+        return ok
+
+
 def register_pixel_models(folder: Path | None = None) -> list[str]:
     """Make the registry list ``pixel_<backbone>_<modality>`` for exactly the weights files in ``folder``
     (default: ``models_dir()``); returns their names. Each factory loads its weights when called, from the
     models folder of that moment."""
-    folder = Path(folder or models_dir())
-    names = sorted(path.stem for path in folder.glob("pixel_*.pt") if WEIGHTS_NAME.match(path.stem))
-    for name in _registered - set(names):  # its file is gone (or the models folder changed)
-        del _REGISTRY[name]
-        _registered.discard(name)
-    for name in names:
-        if name not in _REGISTRY:
-            register(name)(_factory(name))
-            _registered.add(name)
-    return names
+    return register_weights_files(folder or models_dir(), WEIGHTS_NAME, _factory, _registered)
 
 
 _registered: set[str] = set()  # the names register_pixel_models added
