@@ -27,6 +27,9 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "model": LaunchArgument("baseline", "grasp model, by registered name"),
     "gripper": LaunchArgument("suction", "gripper on the arm; the model plans for it", ("suction", "parallel")),
     "parts": LaunchArgument("30", "parts dropped into the simulated bin"),
+    "reflective": LaunchArgument(
+        "false", "simulated camera: shiny part pixels go missing as on steel (seed 000 eq. 5)", ("true", "false")
+    ),
     "seed": LaunchArgument("0", "seed of the simulated bin (one RNG for the whole cell)"),
     "max_attempts": LaunchArgument("0", "stop after this many attempts; 0 = until empty or 5 failures in a row"),
     "rviz": LaunchArgument("false", "start RViz with config/grasp_cell.rviz (needs a ROS install)", ("true", "false")),
@@ -94,6 +97,7 @@ def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
                     "gripper": args["gripper"],
                     "parts": int(args["parts"]),
                     "seed": int(args["seed"]),
+                    "reflective": args["reflective"] == "true",
                 },
             )
         )

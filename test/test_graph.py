@@ -16,7 +16,8 @@ def test_sim_graph_hosts_camera_and_arm_in_one_process():
     names = [spec.name for spec in node_graph({})]
     assert names == ["sim_cell_node", "grasp_node", "supervisor_node"]
     sim = node_graph({"robot": "iiwa", "parts": "7", "seed": "3"})[0]
-    assert sim.parameters == {"robot": "iiwa", "gripper": "suction", "parts": 7, "seed": 3}
+    assert sim.parameters == {"robot": "iiwa", "gripper": "suction", "parts": 7, "seed": 3, "reflective": False}
+    assert node_graph({"reflective": "true"})[0].parameters["reflective"] is True
 
 
 def test_hardware_graph_has_separate_drivers_and_rviz_is_marked():

@@ -77,8 +77,9 @@ def test_pick_action_applies_hand_eye_and_reports_phases(ros_client, motion):
     grasp = Grasp.from_approach([0.01, -0.02, 0.7], [0, 0, 1], "suction", 0.9, model="test")
     result, phases = send(ros_client, client, grasp)
     assert result.outcome == "success" and result.parts_removed == 1
-    assert list(result.phase_names) == list(PHASES)
-    assert phases == list(PHASES)
+    assert list(result.phase_names) == list(PHASES)  # the result is the record of every phase
+    # feedback is progress only: under load DDS delivered 2 of 4 once; what arrives comes in order
+    assert phases and phases == [phase for phase in PHASES if phase in phases]
     expected = T_BASE_CAM * grasp.T_cam_grasp
     np.testing.assert_allclose(motion.requests[0].T_base_grasp.as_matrix(), expected.as_matrix(), atol=1e-6)
     np.testing.assert_allclose(motion.requests[0].T_base_grasp.translation, [0.41, 0.02, 0.1], atol=1e-6)

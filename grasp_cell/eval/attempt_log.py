@@ -118,6 +118,22 @@ def git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def record_in_model_card(name: str, section: str, data: dict, cards_dir: Path | None = None) -> Path | None:
+    """Set ``section`` of model ``name``'s card (``<name>.yaml`` beside its weights) to ``data``; returns the
+    card, or None when the model has none (the non-learned models)."""
+    import yaml
+
+    from grasp_cell.models.pixel_grasp import models_dir
+
+    card_path = Path(cards_dir or models_dir()) / f"{name}.yaml"
+    if not card_path.exists():
+        return None
+    card = yaml.safe_load(card_path.read_text(encoding="utf-8"))
+    card[section] = data
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return card_path
+
+
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single write to an O_APPEND file, so worker processes never interleave."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

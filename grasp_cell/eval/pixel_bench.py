@@ -48,6 +48,7 @@ from grasp_cell.eval.attempt_log import (
     git_commit,
     grasp_to_dict,
     new_run_dir,
+    record_in_model_card,
     write_json,
 )
 from grasp_cell.graph import package_share
@@ -453,18 +454,10 @@ def run_benchmark(
 def record_in_model_cards(run_dir: Path, cards_dir: Path | None = None) -> list[Path]:
     """Add a run's SR / PC / AP per object set and count to the model card (``<name>.yaml`` in ``models/``) of
     every benchmarked model that has one; returns the cards written."""
-    import yaml
-
-    from grasp_cell.models.pixel_grasp import models_dir
-
     results = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
     written = []
     for name in sorted({row["model"] for row in results["metrics"]}):
-        card_path = Path(cards_dir or models_dir()) / f"{name}.yaml"
-        if not card_path.exists():
-            continue
-        card = yaml.safe_load(card_path.read_text(encoding="utf-8"))
-        card["benchmark"] = {
+        benchmark = {
             "options": results["options"],  # of python -m grasp_cell.eval.pixel_bench
             "run": str(run_dir),
             "results": [
@@ -478,8 +471,9 @@ def record_in_model_cards(run_dir: Path, cards_dir: Path | None = None) -> list[
                 if row["model"] == name
             ],
         }
-        card_path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        written.append(card_path)
+        card_path = record_in_model_card(name, "benchmark", benchmark, cards_dir)
+        if card_path is not None:
+            written.append(card_path)
     return written
 
 

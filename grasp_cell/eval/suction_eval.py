@@ -29,7 +29,14 @@ import numpy as np
 from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.drivers.sim_arm import SimArm
-from grasp_cell.eval.attempt_log import append_line, git_commit, grasp_to_dict, new_run_dir, write_json
+from grasp_cell.eval.attempt_log import (
+    append_line,
+    git_commit,
+    grasp_to_dict,
+    new_run_dir,
+    record_in_model_card,
+    write_json,
+)
 from grasp_cell.eval.sim_bins import LocalSimCell
 from grasp_cell.graph import package_share
 from grasp_cell.learn.suction_data import MAX_PARTS, PART_TYPES, part_spec
@@ -65,10 +72,7 @@ class EvalRecord:
 
 def masked_cell_config(path: Path, seed: int) -> CellConfig:
     """The cell of ``path`` with the UR5 and suction cup, eq. 5 masking on, and ``seed``."""
-    base = CellConfig.from_yaml(path)
-    noise = dataclasses.replace(base.camera.noise, missing=True)
-    camera = dataclasses.replace(base.camera, noise=noise)
-    return dataclasses.replace(base, camera=camera).with_cell("ur5", GripperKind.SUCTION, seed)
+    return CellConfig.from_yaml(path).with_cell("ur5", GripperKind.SUCTION, seed).with_reflective_parts(True)
 
 
 def fresh_bin(world: SimWorld, rng: np.random.Generator) -> None:
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sim-config", type=Path, default=package_share() / "config" / "sim_cell.yaml")
     parser.add_argument("--out", type=Path, help="default: runs/suction_eval/<stamp>")
+    parser.add_argument("--record-cards", action="store_true", help="write the results into the models' cards")
     args = parser.parse_args(argv)
 
     out = args.out or new_run_dir(Path("runs/suction_eval"), "suction_eval")
@@ -268,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * second:.1f} % ({100 * (1 - first / second):.0f} % fewer with {args.models[0]})"
             )
     print(f"{attempts} attempts in {time.monotonic() - start:.0f} s; results in {out}")
+    for model, values in summary.items() if args.record_cards else ():
+        evaluation = {"run": str(out), "options": {k: str(v) for k, v in vars(args).items()}, **values}
+        card = record_in_model_card(model, "evaluation", evaluation)
+        if card is not None:
+            print(f"recorded in {card}")
     return 0
 
 

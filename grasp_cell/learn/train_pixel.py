@@ -12,7 +12,6 @@ The weights of the best validation epoch go to ``<out>/pixel_<backbone>_<modalit
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shlex
 import sys
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.pixel_data import Augmentation, PdgMeta, PdgViews, PixelGraspDataset, seed_worker, split_by_scene
+from grasp_cell.learn.training import card_number, pick_device, pyplot, save_atomic, write_history_csv
 from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, models_dir, weights_path
 from grasp_cell.models.pixel_net import BACKBONES, SIZE_MULTIPLE, PixelGraspNet, grasp_map_loss, parameter_count
 
@@ -64,12 +64,6 @@ class TrainConfig:
         return self.runs / (self.run or f"{self.data.name}-{self.backbone}-{self.modality}")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def grasp_accuracy(output, angle_target: torch.Tensor) -> torch.Tensor:
     """Per image: whether the top Qp pixel with its best angle class is a labelled grasp or one of its
     8-neighbourhood copies (a cheap stand-in for trying the grasp)."""
@@ -96,21 +90,9 @@ def evaluate(net, loader, device) -> tuple[float, float]:
     return float(sum(losses) / count), float(torch.cat(hits).mean())
 
 
-def save_atomic(data, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
-
-
 def write_history(run_dir: Path, history: list[dict]) -> None:
-    with open(run_dir / "history.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_history_csv(run_dir, HISTORY_FIELDS, history)
+    plt = pyplot()
 
     epochs = [row["epoch"] for row in history]
     figure, loss_axis = plt.subplots(figsize=(7, 4))
@@ -281,9 +263,6 @@ def train(config: TrainConfig) -> Path:
 def write_model_card(path: Path, config: TrainConfig, data: dict, state: dict, parameters: int, device) -> None:
     best, last = state["best"], state["history"][-1]
 
-    def number(value):
-        return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
     card = {
         "model": path.stem,
         "method": "seed 003 pixel-level grasp net (Qp, Qθ, W maps; binary focal loss eq. 15-16)",
@@ -308,13 +287,13 @@ def write_model_card(path: Path, config: TrainConfig, data: dict, state: dict, p
         },
         "metrics": {
             "best_epoch": best["epoch"],
-            "val_loss": number(best["val_loss"]),
-            "val_grasp_accuracy": number(best["val_grasp_accuracy"]),
-            "train_loss": number(best["train_loss"]),
+            "val_loss": card_number(best["val_loss"]),
+            "val_grasp_accuracy": card_number(best["val_grasp_accuracy"]),
+            "train_loss": card_number(best["train_loss"]),
             "last_epoch": {
-                "train_loss": number(last["train_loss"]),
-                "val_loss": number(last["val_loss"]),
-                "val_grasp_accuracy": number(last["val_grasp_accuracy"]),
+                "train_loss": card_number(last["train_loss"]),
+                "val_loss": card_number(last["val_loss"]),
+                "val_grasp_accuracy": card_number(last["val_grasp_accuracy"]),
             },
         },
         "training_time_s": round(state["seconds"], 1),

@@ -12,7 +12,6 @@ continues it), ``history.csv`` and ``learning_curve.png``. The best validation e
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shlex
 import sys
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.pixel_data import split_by_scene
 from grasp_cell.learn.suction_patches import SuctionPatches, SuctionViews
-from grasp_cell.learn.train_pixel import pick_device, save_atomic
+from grasp_cell.learn.training import card_number, pick_device, pyplot, save_atomic, write_history_csv
 from grasp_cell.models.pixel_grasp import models_dir
 from grasp_cell.models.suction_net import SuctionNet, suction_loss
 
@@ -95,14 +94,8 @@ def evaluate(net: SuctionNet, loader: DataLoader, device, weights) -> dict[str, 
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
-    with open(run_dir / "history.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_history_csv(run_dir, HISTORY_FIELDS, history)
+    plt = pyplot()
 
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -240,9 +233,6 @@ def train(config: SuctionTrainConfig) -> Path:
 
 
 def write_model_card(path: Path, config: SuctionTrainConfig, data: dict, state: dict, parameters: int, device) -> None:
-    def number(value):
-        return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
-
     best = state["best"]
     card = {
         "model": path.stem,
@@ -267,7 +257,7 @@ def write_model_card(path: Path, config: SuctionTrainConfig, data: dict, state: 
         },
         "metrics": {
             "best_epoch": best["epoch"],
-            **{key: number(best[key]) for key in ("train_loss", "val_loss", "val_accuracy", "val_pz_mm", "val_v_deg")},
+            **{key: card_number(best[key], 4) for key in HISTORY_FIELDS[1:6]},
         },
         "training_time_s": round(state["seconds"], 1),
         "run_dir": str(config.run_dir),

@@ -22,14 +22,15 @@ from grasp_cell.sim.world import SimWorld
 
 
 def load_cell_config(node: Node) -> tuple[CellConfig, int]:
-    """The sim YAML with the launch arguments (robot, gripper, parts, seed) laid over it."""
+    """The sim YAML with the launch arguments (robot, gripper, parts, seed, reflective) laid over it."""
     path = node.declare_parameter("sim_config", "").value or str(package_share() / "config" / "sim_cell.yaml")
     config = CellConfig.from_yaml(Path(path))
     robot = node.declare_parameter("robot", config.robot.name).value
     gripper = node.declare_parameter("gripper", config.robot.gripper.value).value
     seed = node.declare_parameter("seed", config.seed).value
     parts = node.declare_parameter("parts", config.parts.count).value
-    return config.with_cell(robot, gripper, seed), parts
+    reflective = node.declare_parameter("reflective", config.camera.noise.missing).value
+    return config.with_cell(robot, gripper, seed).with_reflective_parts(bool(reflective)), parts
 
 
 def main(args=None):

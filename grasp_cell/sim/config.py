@@ -203,6 +203,11 @@ class CellConfig:
         arm = dataclasses.replace(self.robot, name=robot, gripper=GripperKind.parse(gripper))
         return dataclasses.replace(self, robot=arm, seed=int(seed))
 
+    def with_reflective_parts(self, on: bool) -> "CellConfig":
+        """This configuration with the camera's seed-000 eq. 5 masking of shiny part pixels on or off."""
+        noise = dataclasses.replace(self.camera.noise, missing=bool(on))
+        return dataclasses.replace(self, camera=dataclasses.replace(self.camera, noise=noise))
+
 
 def _parse(cls, data, where: str):
     if not isinstance(data, dict):
