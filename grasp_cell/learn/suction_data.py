@@ -30,7 +30,7 @@ import pybullet
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.core.grasp import GripperKind
-from grasp_cell.core.transform import Transform
+from grasp_cell.core.transform import Transform, frame_from_z_axis
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
 from grasp_cell.sim.camera import render, specular_intensity
@@ -119,10 +119,8 @@ class SuctionTool:
         """Whether the tool, its cup face ``TOOL_CLEARANCE`` short of ``point`` [m, world] and pointing
         along ``approach``, overlaps the bin or a part other than ``target``."""
         client = self.world.client
-        z = approach / np.linalg.norm(approach)
-        x = np.cross([0.0, 1.0, 0.0], z) if abs(z[1]) < 0.9 else np.cross([1.0, 0.0, 0.0], z)
-        x /= np.linalg.norm(x)
-        T_world_tcp = Transform(np.column_stack([x, np.cross(z, x), z]), point - TOOL_CLEARANCE * z)
+        rotation = frame_from_z_axis(approach)  # the tool is round: any turn about its axis will do
+        T_world_tcp = Transform(rotation, point - TOOL_CLEARANCE * rotation[:, 2])
         T_world_base = T_world_tcp * self.T_base_tcp.inverse()
         pybullet.resetBasePositionAndOrientation(
             self.body, T_world_base.translation.tolist(), T_world_base.quat_xyzw.tolist(), physicsClientId=client

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from grasp_cell.learn.shards import list_shards
 from grasp_cell.learn.suction_data import DEPTH_UNIT, INTENSITY_SCALE, NOT_A_PART
+from grasp_cell.models.suction_grasp import window
 from grasp_cell.models.suction_net import PATCH
 from grasp_cell.sim.config import DepthNoiseConfig
 
@@ -67,15 +68,8 @@ class SuctionViews:
 
 
 def crop(image: np.ndarray, u: int, v: int, fill) -> np.ndarray:
-    """The PATCH x PATCH window of ``image`` centred on pixel (u, v) (its top-left at u - PATCH / 2), ``fill``
-    where it leaves the image."""
-    half = PATCH // 2
-    out = np.full((PATCH, PATCH), fill, image.dtype)
-    top, left = v - half, u - half
-    rows = slice(max(top, 0), min(top + PATCH, image.shape[0]))
-    cols = slice(max(left, 0), min(left + PATCH, image.shape[1]))
-    out[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = image[rows, cols]
-    return out
+    """The PATCH x PATCH window of ``image`` centred on pixel (u, v) as the model cuts it, ``fill`` outside."""
+    return window(image, u - PATCH // 2, v - PATCH // 2, PATCH, PATCH, fill)
 
 
 def masked_patch(

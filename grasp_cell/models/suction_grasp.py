@@ -89,7 +89,7 @@ class SuctionGraspModel(GraspModel):
         u0, v0 = int(u_min), int(v_min)
         columns = -(-(int(u_max) - u0) // STRIDE)
         rows = -(-(int(v_max) - v0) // STRIDE)
-        padded = _window(image, u0 - half, v0 - half, STRIDE * (columns - 1) + PATCH, STRIDE * (rows - 1) + PATCH)
+        padded = window(image, u0 - half, v0 - half, STRIDE * (columns - 1) + PATCH, STRIDE * (rows - 1) + PATCH)
         with torch.inference_mode():
             d, v, pz = self.net.dense(torch.from_numpy(padded)[None, None])
         confidence = torch.sigmoid(d[0, 0]).numpy()
@@ -131,7 +131,7 @@ class SuctionGraspModel(GraspModel):
         torch = self._torch
         half = PATCH // 2
         centres = [(u + du, v + dv) for dv in REFINE_OFFSETS for du in REFINE_OFFSETS]
-        patches = np.stack([_window(image, cu - half, cv - half, PATCH, PATCH) for cu, cv in centres])
+        patches = np.stack([window(image, cu - half, cv - half, PATCH, PATCH) for cu, cv in centres])
         with torch.inference_mode():
             d, direction, z = self.net(torch.from_numpy(patches)[:, None])
         best = int(torch.argmax(d))
@@ -139,9 +139,9 @@ class SuctionGraspModel(GraspModel):
         return float(torch.sigmoid(d[best])), cu, cv, direction[best].numpy(), float(z[best])
 
 
-def _window(image: np.ndarray, left: int, top: int, width: int, height: int) -> np.ndarray:
-    """``image[top:top + height, left:left + width]``, 0 (missing) where that leaves the image."""
-    out = np.zeros((height, width), np.float32)
+def window(image: np.ndarray, left: int, top: int, width: int, height: int, fill=0.0) -> np.ndarray:
+    """``image[top:top + height, left:left + width]``, ``fill`` where that leaves the image (0: missing depth)."""
+    out = np.full((height, width), fill, image.dtype)
     rows = slice(max(top, 0), min(top + height, image.shape[0]))
     cols = slice(max(left, 0), min(left + width, image.shape[1]))
     if rows.start < rows.stop and cols.start < cols.stop:
