@@ -9,7 +9,10 @@ import torch
 import yaml
 
 from grasp_cell.core import CameraIntrinsics, GripperKind
+from grasp_cell.core.geometry import ParallelDepth
 from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction
+from grasp_cell.core.transform import Transform
+from grasp_cell.eval.synthetic import Part, PartShape, overhead_camera, render_scene
 from grasp_cell.learn.pixel_data import (
     Augmentation,
     CropTransform,
@@ -304,6 +307,60 @@ def test_grasps_too_shallow_to_hold_a_round_part_are_dropped(monkeypatch, neighb
     # without the friction-cone check the shallow grasp would be returned: the depth alone allows it
     monkeypatch.setattr(model, "_contacts_in_cone", lambda *args: np.ones(args[2].size, bool))
     assert len(model.plan(observation, max_grasps=5)) == 1
+
+
+def handle_over_the_finger_scene(with_handle: bool):
+    """A 30 mm box 20 mm tall 9 cm off the optical axis, 0.6 m under the camera; optionally a bar floating
+    70-80 mm above the floor just outside the box (a mallet's handle held up by its head), over where the
+    right finger of a grasp closing along x goes down. The camera sees the floor under the bar's inner
+    edge, so in the image the finger's footprint shows floor: the bar's ray leans outwards by 12 degrees."""
+    height = 0.020
+    parts = [Part(1, PartShape.BOX, (0.03, 0.03, height), Transform(translation=(0.09, 0.0, 0.5 * height)))]
+    if with_handle:
+        parts.append(Part(2, PartShape.BOX, (0.04, 0.03, 0.01), Transform(translation=(0.135, 0.0, 0.075))))
+    scene = render_scene(parts, CameraIntrinsics.default(), overhead_camera(0.6))
+    return Observation(scene.depth, scene.intrinsics, roi=scene.roi), scene
+
+
+def test_parallel_depth_shows_things_where_they_stand():
+    observation, scene = handle_over_the_finger_scene(with_handle=True)
+    parallel = ParallelDepth.from_depth(observation.depth, observation.intrinsics)
+    x, y = np.array([0.09, 0.12, 0.15, 0.0, -0.1]), np.zeros(5)
+    assert np.allclose(parallel.at(x, y), [0.58, 0.52, 0.52, 0.6, 0.6], atol=0.001)
+    # the pinhole image at the box top's depth shows floor where the handle stands
+    u, v = observation.intrinsics.project([[0.118, 0.0, 0.58]])[0]
+    assert observation.depth[int(round(v)), int(round(u))] == pytest.approx(0.6, abs=1e-3)
+    # a box outside the image holds nothing; an empty image gives an all-unseen grid
+    inside = (scene.roi[0], scene.roi[1], scene.roi[2], scene.roi[3])
+    cropped = ParallelDepth.from_depth(observation.depth, observation.intrinsics, inside)
+    assert np.isnan(cropped.at(np.array([0.5]), np.array([0.0]))).all()
+    empty = ParallelDepth.from_depth(np.full_like(observation.depth, np.nan), observation.intrinsics)
+    assert np.isnan(empty.at(x, y)).all()
+    # a flat floor leaves no empty cell between its points
+    floor = ParallelDepth.from_depth(np.full_like(observation.depth, 0.6), observation.intrinsics)
+    assert np.isfinite(floor.depth[1:-1, 1:-1]).all()
+
+
+@pytest.mark.parametrize("with_handle", [False, True])
+def test_fingers_are_checked_where_they_go_down_not_along_leaning_rays(monkeypatch, with_handle):
+    observation, _ = handle_over_the_finger_scene(with_handle)
+    intrinsics = observation.intrinsics
+    u0, v0 = (int(round(c)) for c in intrinsics.project([[0.09, 0.0, 0.58]])[0])
+    model = PixelGraspModel.untrained("lite", min_quality=0.2)
+    u_min, v_min = observation.roi[:2]
+    left, top = max(u_min - 2 * model.context, 0), max(v_min - 2 * model.context, 0)
+
+    def given_maps(image):
+        height, width = image.shape[1:]
+        quality = np.zeros((height, width), np.float32)
+        quality[(v0 - top - 1) // 2, (u0 - left - 1) // 2] = 0.9
+        angle = np.zeros((ANGLE_CLASSES, height, width), np.float32)
+        angle[0] = 0.5  # closing along x, towards the handle
+        return quality, angle, np.full((ANGLE_CLASSES, height, width), 0.5, np.float32)  # 42.5 mm open
+
+    monkeypatch.setattr(model, "_predict", given_maps)
+    grasps = model.plan(observation, max_grasps=5)
+    assert len(grasps) == (0 if with_handle else 1)
 
 
 def teardown_module():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grasp_cell.core.depth import fill_missing
-from grasp_cell.core.geometry import downsample_depth
+from grasp_cell.core.geometry import ParallelDepth, downsample_depth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
@@ -216,16 +216,19 @@ class PixelGraspModel(GraspModel):
         theta = classes * (math.pi / self.settings.angle_classes)
         max_opening = self.settings.jaw.max_opening
         opening = np.clip(width[classes, rows, cols] * max_opening, 0.0, max_opening)
+        roi = (u_min, v_min, u_max, v_max)
+        box = _footprint_box(full_depth, intrinsics, roi, self.settings.jaw)
+        parallel = ParallelDepth.from_depth(full_depth, intrinsics, box)
         # depth-check the candidates best first, a chunk at a time, until enough spaced grasps pass
         approach = np.full(score.size, -np.inf)
         keep: list[int] = []
         for start in range(0, score.size, _CHECK_CHUNK):
             chunk = slice(start, start + _CHECK_CHUNK)
-            args = (full_depth, intrinsics, u[chunk], v[chunk], surface[chunk], theta[chunk], opening[chunk])
-            reachable = self._approach_depths(*args)
+            args = (intrinsics, u[chunk], v[chunk], surface[chunk], theta[chunk], opening[chunk])
+            reachable = self._approach_depths(parallel, *args)
             # a depth the fingers can reach may still be too shallow to hold: on a lying cylinder's upper
             # half the contacts slope out of the friction cone, and the labels never taught that grasp
-            approach[chunk] = np.where(self._contacts_in_cone(*args, reachable), reachable, -np.inf)
+            approach[chunk] = np.where(self._contacts_in_cone(full_depth, *args, reachable), reachable, -np.inf)
             feasible = np.nonzero(approach[: start + _CHECK_CHUNK] >= _DEPTH_MARGIN)[0]
             keep = _spaced(feasible, rows, cols, self.nms_size // 2, max_grasps)
             if len(keep) == max_grasps:
@@ -267,34 +270,29 @@ class PixelGraspModel(GraspModel):
         order = np.argsort(-quality[rows, cols], kind="stable")[:limit]
         return rows[order], cols[order]
 
-    def _approach_depths(self, depth, intrinsics, u, v, surface, theta, opening) -> np.ndarray:
+    def _approach_depths(self, parallel: ParallelDepth, intrinsics, u, v, surface, theta, opening) -> np.ndarray:
         """Seed 003's grasp depth d [m] below the surface at pixels (u, v), (n,) each: the fingertips go down to
         ``tip_clearance`` above the highest point under the two finger footprints (L1 x L2 each, just outside
-        the opening, read at the surface's depth), at most L3 - 5 mm below the surface. Less than 5 mm: no
-        grasp. (Checking each finger as a column of seen free space instead also catches tall things seen
-        further out, but it rejects the shadow every part casts beside itself and measured worse: see
-        docs/pixel_grasp.md.)"""
+        the opening), at most L3 - 5 mm below the surface. Less than 5 mm: no grasp. The footprints are read
+        in the parallel depth image, so a tall thing counts where it stands, not where its leaning ray lands.
+        Unseen cells (shadows, holes) tell nothing: treating them as solid rejects the shadow every part casts
+        beside itself, which measured worse (docs/pixel_grasp.md)."""
         jaw = self.settings.jaw
-        pixels_per_metre = 0.5 * (intrinsics.fx + intrinsics.fy) / surface  # (n,)
-        # footprint samples about one pixel apart at the nearest surface: (n, finger, along, across)
-        along_count = max(2, math.ceil(jaw.finger_thickness * pixels_per_metre.max()) + 1)
-        across_count = max(2, math.ceil(jaw.finger_width * pixels_per_metre.max()) + 1)
+        # footprint samples one cell apart: (n, finger, along, across)
+        along_count = max(2, math.ceil(jaw.finger_thickness * parallel.eta) + 1)
+        across_count = max(2, math.ceil(jaw.finger_width * parallel.eta) + 1)
         along = np.linspace(-0.5, 0.5, along_count)[None, None, :, None] * jaw.finger_thickness
         across = np.linspace(-0.5, 0.5, across_count)[None, None, None, :] * jaw.finger_width
         sign = np.array([1.0, -1.0])[None, :, None, None]  # the two fingers
         centre = sign * (0.5 * opening + 0.5 * jaw.finger_thickness)[:, None, None, None]
-        closing = closing_direction(theta)[:, None, None, None, :]  # (du, dv) per unit length
+        closing = closing_direction(theta)[:, None, None, None, :]  # (x, y) per unit length
         sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
         offset = (centre + along)[..., None] * closing + across[..., None] * sideways  # [m], (..., 2)
-        scale = pixels_per_metre[:, None, None, None]
-        su = np.rint(u[:, None, None, None] + offset[..., 0] * scale).astype(np.int64)
-        sv = np.rint(v[:, None, None, None] + offset[..., 1] * scale).astype(np.int64)
-        inside = (su >= 0) & (su < depth.shape[1]) & (sv >= 0) & (sv < depth.shape[0])
-        under = depth[np.clip(sv, 0, depth.shape[0] - 1), np.clip(su, 0, depth.shape[1] - 1)]
-        # missing pixels (NaN, 0) and pixels off the image tell nothing: the finger length caps d there
-        with np.errstate(invalid="ignore"):
-            seen = inside & (under > 0)
-        highest = np.where(seen, under, np.inf).min(axis=(1, 2, 3))
+        grasp_x, grasp_y, _ = intrinsics.deproject(u, v, surface).T
+        grasp_x, grasp_y = grasp_x[:, None, None, None], grasp_y[:, None, None, None]
+        under = parallel.at(grasp_x + offset[..., 0], grasp_y + offset[..., 1])
+        highest = np.fmin.reduce(under.reshape(u.size, -1), axis=1)  # NaN only where nothing was seen
+        highest = np.where(np.isnan(highest), np.inf, highest)
         return np.minimum(jaw.finger_length - _DEPTH_MARGIN, highest - self.tip_clearance - surface)
 
     def _contacts_in_cone(self, depth, intrinsics, u, v, surface, theta, opening, approach) -> np.ndarray:
@@ -302,9 +300,12 @@ class PixelGraspModel(GraspModel):
         outermost part of what stands above that level between the open fingers, and the surface there is
         steep enough for its normal to lie in the friction cone (the labels' check, ``grasp_cell.learn.pdg``):
         from the last pixel above fingertip level to the next seen pixel outside, the depth image falls by
-        at least 1/mu times the distance between them. At one pixel a vertical side passes when it stands
-        more than 1/mu pixels tall (7 mm at 0.6 m); a lying cylinder gripped above its middle fails. No seen
-        pixel outside: no evidence against."""
+        at least 1/mu times the distance between them. The distance is the shorter of the two pixels' spacing
+        at the surface and of their points' spacing along the closing line: a side facing the optical axis is
+        seen over several pixels, all of one spot; across a part's far edge the next pixel sees down past it,
+        out of its shadow. At one pixel a vertical side passes when it stands more than 1/mu pixels tall
+        (7 mm at 0.6 m); a lying cylinder gripped above its middle fails. No seen pixel outside: no evidence
+        against."""
         n = u.size
         pixels_per_metre = 0.5 * (intrinsics.fx + intrinsics.fy) / surface  # (n,)
         reach = 0.5 * opening * pixels_per_metre  # [px] from the centre to each open finger's pad
@@ -327,7 +328,10 @@ class PixelGraspModel(GraspModel):
             outer = np.argmax(beyond, axis=1)
             with np.errstate(invalid="ignore"):
                 drop = z[rows, outer] - z[rows, edge]
-            span = (outer - edge) / pixels_per_metre  # [m]
+            pixel_span = (outer - edge) / pixels_per_metre  # [m]
+            points = intrinsics.deproject(su[rows, [outer, edge]], sv[rows, [outer, edge]], z[rows, [outer, edge]])
+            point_span = np.abs(np.einsum("ni,ni->n", points[0, :, :2] - points[1, :, :2], closing))
+            span = np.fmin(pixel_span, point_span)  # [m]
             steep = drop * self.contact_friction >= span
             ok &= ~beyond.any(axis=1) | steep
         return ok
@@ -354,6 +358,17 @@ def _factory(name: str):
         return PixelGraspModel.from_file(path, name=name, **options)
 
     return create
+
+
+def _footprint_box(depth: np.ndarray, intrinsics, roi: tuple[int, int, int, int], jaw: JawGeometry) -> tuple[int, ...]:
+    """The pixels whose points a finger of a grasp inside ``roi`` can stand among: the roi grown by the jaw's
+    reach from its centre to a finger's far corner, seen at the nearest depth in the roi."""
+    u_min, v_min, u_max, v_max = roi
+    with np.errstate(invalid="ignore"):
+        nearest = np.nanmin(np.where(depth[v_min:v_max, u_min:u_max] > 0, depth[v_min:v_max, u_min:u_max], np.nan))
+    reach = math.hypot(0.5 * jaw.max_opening + jaw.finger_thickness, 0.5 * jaw.finger_width)  # [m]
+    margin = math.ceil(reach * max(intrinsics.fx, intrinsics.fy) / float(nearest)) + 1  # [px]
+    return u_min - margin, v_min - margin, u_max + margin, v_max + margin
 
 
 def _spaced(order: np.ndarray, rows: np.ndarray, cols: np.ndarray, radius: int, count: int) -> list[int]:
