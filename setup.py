@@ -19,6 +19,7 @@ NODE_EXECUTABLES = [
     "motion_node",
     "supervisor_node",
     "sim_cell_node",
+    "trainer_node",
 ]
 
 

@@ -35,7 +35,13 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "rviz": LaunchArgument("false", "start RViz with config/grasp_cell.rviz (needs a ROS install)", ("true", "false")),
     "log_dir": LaunchArgument("runs", "where each run's attempts.jsonl and summary.json go"),
     "params": LaunchArgument("", "node parameter YAML; empty = config/cell.yaml of the package"),
+    "learn": LaunchArgument(
+        "", "learning mode: folder of a learning run (attempts recorded there, a trainer node retrains, the "
+        "grasp node follows its weights and explores); empty = off"
+    ),
 }
+
+LEARNING_MODELS = ("planar_fcn",)  # models a learning cell can train (grasp_cell.learn.online)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ def resolve_arguments(overrides: dict[str, str]) -> dict[str, str]:
     for name in ("parts", "seed", "max_attempts"):
         if not args[name].lstrip("-").isdigit():
             raise ValueError(f"{name}:={args[name]} is not an integer")
+    if args["learn"] and args["model"] not in LEARNING_MODELS:
+        raise ValueError(f"learn:= needs a model that learns ({', '.join(LEARNING_MODELS)}), not '{args['model']}'")
     return args
 
 
@@ -104,14 +112,15 @@ def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
     else:
         nodes.append(NodeSpec("camera_node", "camera_node", param_files=params, parameters={"driver": args["camera"]}))
         nodes.append(NodeSpec("motion_node", "motion_node", param_files=params, parameters={"driver": args["robot"]}))
-    nodes.append(
-        NodeSpec(
-            "grasp_node",
-            "grasp_node",
-            param_files=params,
-            parameters={"model": args["model"], "gripper": args["gripper"]},
+    learn = Path(args["learn"]).expanduser() if args["learn"] else None
+    grasp_parameters = {"model": args["model"], "gripper": args["gripper"]}
+    if learn is not None:
+        grasp_parameters.update(snapshots=str(learn / "snapshots"), selection="schedule")
+        nodes.append(
+            NodeSpec("trainer_node", "trainer_node", param_files=params,
+                     parameters={"folder": str(learn), "model": args["model"]})
         )
-    )
+    nodes.append(NodeSpec("grasp_node", "grasp_node", param_files=params, parameters=grasp_parameters))
     nodes.append(
         NodeSpec(
             "supervisor_node",
@@ -123,6 +132,7 @@ def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
                 "log_dir": args["log_dir"],
                 "run_name": f"{'sim' if sim else 'hw'}_{args['robot']}_{args['model']}_seed{args['seed']}",
                 "run_config": json.dumps(args, sort_keys=True),
+                "experience_dir": str(learn / "experience") if learn is not None else "",
             },
             exit_ends_launch=True,
         )

@@ -26,6 +26,7 @@ NODE_MODULES = {
     "motion_node": "grasp_cell.nodes.motion_node",
     "supervisor_node": "grasp_cell.nodes.supervisor_node",
     "sim_cell_node": "grasp_cell.nodes.sim_cell_node",
+    "trainer_node": "grasp_cell.nodes.trainer_node",
 }
 
 

@@ -2,16 +2,19 @@
 cell, the grasp node and the supervisor, which empties a small bin; a test node listens to pick events."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from grasp_cell.core import Outcome
 from grasp_cell.msg import PickEvent
 from grasp_cell.nodes.supervisor_node import EVENTS_QOS
 
 CAUSES = {outcome.value for outcome in Outcome}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_cell_empties_a_small_bin_over_dds(ros_client, tmp_path):
@@ -66,3 +69,42 @@ def test_cell_empties_a_small_bin_over_dds(ros_client, tmp_path):
     assert "SR" in run.stdout and "PPH" in run.stdout
     assert [e.attempt for e in events] == [r["attempt"] for r in records]
     assert [e.outcome for e in events] == [r["outcome"] for r in records]
+
+
+def test_learning_mode_records_attempts_and_the_grasp_node_follows_the_trainer(tmp_path):
+    """learn:= over DDS: the supervisor records each attempt for learning, the trainer node publishes new
+    weights as attempts come in, and the grasp node plans with them (the records carry the version)."""
+    import torch
+
+    from grasp_cell.learn.experience import read_records
+    from grasp_cell.models.planar_net import PlanarGraspNet
+
+    models = tmp_path / "models"  # the registry lists planar_fcn while a weights file is there
+    models.mkdir()
+    torch.save({"state_dict": PlanarGraspNet().state_dict()}, models / "planar_fcn.pt")
+    learn = tmp_path / "learn"
+    env = {**os.environ, "GRASP_CELL_MODELS_DIR": str(models)}
+    params = tmp_path / "params.yaml"
+    # random grasps mostly fail: keep the run going, and retrain often enough to see new versions
+    params.write_text((ROOT / "config" / "cell.yaml").read_text()
+                      .replace("max_consecutive_failures: 5", "max_consecutive_failures: 50")
+                      .replace("retrain_every: 20", "retrain_every: 4"))
+    run = subprocess.run(
+        [sys.executable, "-m", "grasp_cell.cli", "launch", "model:=planar_fcn", "gripper:=parallel", "robot:=iiwa",
+         "parts:=8", "seed:=2", "max_attempts:=20", f"log_dir:={tmp_path / 'runs'}", f"learn:={learn}",
+         f"params:={params}"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    attempts = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
+    records = read_records(learn / "experience")
+    learnable = [a for a in attempts if a["outcome"] not in ("driver_error", "no_grasp")]
+    assert len(attempts) == 20 and len(records) == len(learnable)
+    assert [r.outcome for r in records] == [a["outcome"] for a in learnable]
+    assert all((learn / "experience" / "inputs" / f"{r.key}.npz").exists() for r in records)
+    assert {r.selection for r in records} == {"random"}  # the schedule's random start
+    # the first plan may come before the trainer published version 0; later ones use retrained weights
+    assert records[0].version in (-1, 0) and records[-1].version >= 1, run.stdout[-3000:]
+    versions = [r.version for r in records]
+    assert versions == sorted(versions)

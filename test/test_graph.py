@@ -37,6 +37,18 @@ def test_bad_arguments_are_rejected(overrides, message):
         node_graph(overrides)
 
 
+def test_learning_mode_adds_a_trainer_and_points_the_nodes_at_one_folder(tmp_path):
+    specs = {s.name: s for s in node_graph({"model": "planar_fcn", "gripper": "parallel", "learn": str(tmp_path)})}
+    assert list(specs) == ["sim_cell_node", "trainer_node", "grasp_node", "supervisor_node"]
+    assert specs["trainer_node"].parameters == {"folder": str(tmp_path), "model": "planar_fcn"}
+    assert specs["grasp_node"].parameters["snapshots"] == str(tmp_path / "snapshots")
+    assert specs["grasp_node"].parameters["selection"] == "schedule"
+    assert specs["supervisor_node"].parameters["experience_dir"] == str(tmp_path / "experience")
+    assert node_graph({})[2].parameters["experience_dir"] == ""
+    with pytest.raises(ValueError, match="learns"):
+        node_graph({"learn": str(tmp_path)})  # the baseline does not learn
+
+
 def test_parse_key_values():
     assert parse_key_values(["parts:=5", "model:=baseline"]) == {"parts": "5", "model": "baseline"}
     with pytest.raises(ValueError):
@@ -74,5 +86,5 @@ def test_launch_file_uses_the_shared_graph():
 
 def test_cell_yaml_sections_match_node_names():
     sections = set(yaml.safe_load((ROOT / "config" / "cell.yaml").read_text()))
-    assert sections <= {"camera_node", "grasp_node", "motion_node", "sim_cell_node", "supervisor_node"}
+    assert sections <= {"camera_node", "grasp_node", "motion_node", "sim_cell_node", "supervisor_node", "trainer_node"}
     assert set(LAUNCH_ARGUMENTS) >= {"sim", "robot", "camera", "model", "parts", "rviz", "seed"}

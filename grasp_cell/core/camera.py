@@ -66,6 +66,10 @@ class CameraIntrinsics:
             width, height, self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5
         )
 
+    def cropped(self, u_min: int, v_min: int, width: int, height: int) -> "CameraIntrinsics":
+        """The same camera seen through a ``width`` x ``height`` window whose top-left pixel is (u_min, v_min)."""
+        return CameraIntrinsics(width, height, self.fx, self.fy, self.cx - u_min, self.cy - v_min)
+
     def deproject(self, u, v, depth) -> np.ndarray:
         """Pixel(s) and depth [m] along the optical axis to 3D point(s) in the camera frame, shape (..., 3)."""
         u, v, depth = np.broadcast_arrays(np.asarray(u, float), np.asarray(v, float), np.asarray(depth, float))

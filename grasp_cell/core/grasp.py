@@ -39,6 +39,8 @@ class Grasp:
     width: float = 0.0  # jaw opening [m]; 0 for suction
     pixel: tuple[int, int] = (-1, -1)  # (u, v) the grasp came from, (-1, -1) if none
     model: str = ""
+    model_version: int = -1  # weights version of a model that keeps learning; -1 if none
+    selection: str = ""  # how a learning model chose it (grasp_cell.models.selection); "" if simply ranked
 
     def __post_init__(self):
         object.__setattr__(self, "gripper", GripperKind.parse(self.gripper))

@@ -31,6 +31,8 @@ def grasp_to_dict(grasp: Grasp) -> dict:
         "quality": round(float(grasp.quality), 6),
         "pixel": [int(grasp.pixel[0]), int(grasp.pixel[1])],
         "model": grasp.model,
+        "model_version": int(grasp.model_version),
+        "selection": grasp.selection,
     }
 
 
@@ -134,11 +136,14 @@ def record_in_model_card(name: str, section: str, data: dict, cards_dir: Path | 
     return card_path
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append one line with a single write to an O_APPEND file, so worker processes never interleave."""
+def append_line(path: Path, line: str, durable: bool = False) -> None:
+    """Append one line with a single write to an O_APPEND file, so worker processes never interleave;
+    ``durable``: on disk (fsync) before returning."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

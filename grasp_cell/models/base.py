@@ -97,7 +97,9 @@ def _load_builtin_models() -> None:
     # importing the modules runs their @register decorators
     from grasp_cell.models import baseline  # noqa: F401
     from grasp_cell.models.pixel_grasp import register_pixel_models
+    from grasp_cell.models.planar_grasp import register_planar_models
     from grasp_cell.models.suction_grasp import register_suction_models
 
     register_pixel_models()  # one name per weights file present (cheap: no torch until a model is built)
     register_suction_models()
+    register_planar_models()

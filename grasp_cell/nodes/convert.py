@@ -124,6 +124,8 @@ def to_grasp_msg(grasp: Grasp, header: Header) -> GraspMsg:
         pixel_u=int(grasp.pixel[0]),
         pixel_v=int(grasp.pixel[1]),
         model=grasp.model,
+        model_version=int(grasp.model_version),
+        selection=grasp.selection,
     )
 
 
@@ -135,6 +137,8 @@ def from_grasp_msg(msg: GraspMsg) -> Grasp:
         width=float(msg.width),
         pixel=(int(msg.pixel_u), int(msg.pixel_v)),
         model=msg.model,
+        model_version=int(msg.model_version),
+        selection=msg.selection,
     )
 
 

@@ -27,6 +27,13 @@ class GraspNode(Node):
         self.max_grasps = self.declare_parameter("max_grasps", 10).value
         self.marker_count = self.declare_parameter("marker_count", 5).value
         options = {"gripper": gripper} if gripper else {}
+        # learning mode: follow a trainer's weights versions and explore as the model's schedule says
+        snapshots = self.declare_parameter("snapshots", "").value
+        selection = self.declare_parameter("selection", "").value
+        if snapshots:
+            options["snapshots"] = snapshots
+        if selection:
+            options["selection"] = selection
         self.model = create_model(model_name, **options)
         self.markers = self.create_publisher(MarkerArray, "grasp_markers", 1)
         self.create_service(PlanGrasps, "plan_grasps", self.plan_callback)

@@ -36,6 +36,8 @@ from grasp_cell.eval.attempt_log import (
 )
 from grasp_cell.eval.metrics import summarize
 from grasp_cell.eval.pick_loop import PickUntilEmpty, PlanningError, StopRules
+from grasp_cell.learn.experience import ExperienceStore
+from grasp_cell.models.base import Observation
 from grasp_cell.msg import Grasp as GraspMsg
 from grasp_cell.msg import PickEvent
 from grasp_cell.nodes import convert
@@ -59,6 +61,8 @@ class RosCell:
     def __init__(self, node: "SupervisorNode"):
         self.node = node
         self._last_request: PlanGrasps.Request | None = None
+        self.last_capture: CaptureData | None = None  # of the attempt under way
+        self.last_grasp: Grasp | None = None  # the grasp it executed
 
     def capture(self) -> CaptureData:
         response = _wait(self.node.capture_client.call_async(Capture.Request()), self.node.capture_timeout)
@@ -70,13 +74,16 @@ class RosCell:
         self._last_request = PlanGrasps.Request(
             depth=response.depth, color=response.color, camera_info=response.camera_info, workspace=response.workspace
         )
-        return CaptureData(
+        self.last_grasp = None
+        self.last_capture = CaptureData(
             depth=convert.from_depth_msg(response.depth),
             intrinsics=convert.from_camera_info_msg(response.camera_info),
+            color=convert.from_color_msg(response.color) if self.node.experience is not None else None,
             stamp=response.depth.header.stamp.sec + 1e-9 * response.depth.header.stamp.nanosec,
             parts_in_bin=response.parts_in_bin,
             roi=convert.from_roi_msg(response.workspace),
         )
+        return self.last_capture
 
     def plan(self, capture: CaptureData) -> list[Grasp]:
         request = self._last_request
@@ -89,6 +96,7 @@ class RosCell:
         return [convert.from_grasp_msg(msg) for msg in response.grasps]
 
     def pick(self, grasp: Grasp) -> PickResult:
+        self.last_grasp = grasp
         header = Header(frame_id=self._last_request.depth.header.frame_id, stamp=self._last_request.depth.header.stamp)
         goal = Pick.Goal(grasp=convert.to_grasp_msg(grasp, header))
         timeout = self.node.pick_timeout
@@ -136,6 +144,10 @@ class SupervisorNode(Node):
         self.events = self.create_publisher(PickEvent, "pick_events", EVENTS_QOS)
         self.last_grasp_msgs: list[GraspMsg] = []
         self.loop: PickUntilEmpty | None = None
+        self.cell: RosCell | None = None
+        # learning mode: every attempt with a grasp also becomes a training example there
+        experience_dir = self.declare_parameter("experience_dir", "").value
+        self.experience = ExperienceStore(Path(experience_dir).expanduser()) if experience_dir else None
 
     def wait_for_servers(self) -> bool:
         deadline = time.monotonic() + self.server_timeout
@@ -164,7 +176,8 @@ class SupervisorNode(Node):
         )
         print(f"[supervisor] logging attempts to {run_dir}", flush=True)
         with AttemptLog(run_dir) as log:
-            self.loop = PickUntilEmpty(RosCell(self), log, self.rules, self.model_name, on_attempt=self.report)
+            self.cell = RosCell(self)
+            self.loop = PickUntilEmpty(self.cell, log, self.rules, self.model_name, on_attempt=self.report)
             stop_reason = self.loop.run()
         summary = summarize(read_attempts(run_dir), stop_reason)
         write_json(run_dir / SUMMARY_FILE, summary.to_dict())
@@ -172,7 +185,23 @@ class SupervisorNode(Node):
         time.sleep(self.linger)
         return 0
 
+    def record_experience(self, record: AttemptRecord) -> None:
+        """Learning mode: the attempt's input, grasp and reward into the experience folder. A driver error
+        says nothing about the grasp and is not a lesson; a failed write is reported, the run goes on."""
+        cell = self.cell
+        if self.experience is None or cell is None or cell.last_grasp is None or cell.last_capture is None:
+            return
+        if record.outcome in (Outcome.DRIVER_ERROR, Outcome.NO_GRASP):
+            return
+        capture = cell.last_capture
+        try:
+            observation = Observation(capture.depth, capture.intrinsics, capture.color, capture.roi)
+            self.experience.add(observation, cell.last_grasp, record.outcome, capture.stamp or record.started_at)
+        except (OSError, ValueError) as error:
+            self.get_logger().error(f"attempt {record.attempt} not recorded for learning: {error}")
+
     def report(self, record: AttemptRecord) -> None:
+        self.record_experience(record)
         phases = " ".join(f"{name} {value:.2f}s" for name, value in record.phase_durations.items())
         parts = f"parts {record.parts_before}->{record.parts_after}" if record.parts_before >= 0 else ""
         outcome = record.outcome.value

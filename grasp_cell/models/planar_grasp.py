@@ -1,0 +1,307 @@
+"""Seed 002's planar grasp-success model: a top-down depth overview in, a grasp (x, y, angle a, opening d) out.
+
+The overview is the bin seen straight down the camera's z axis (the parallel depth image, 2.5 mm cells):
+seed 002 relies on the image plane being the task's x-y plane, so that a grasp's window looks the same
+wherever it lies. It is turned to ``ANGLES`` (20) angles about the bin centre and the net judges every
+window of all of them in one batched pass: ``POSITIONS`` x ``POSITIONS`` (40 x 40) positions x 3 openings
+per angle, 96 000 grasp choices (seed III-C). A selection function picks the one to try
+(``grasp_cell.models.selection``). The grasp's height is read from the depth under its centre (seed III-A):
+the fingertips go ``grip_depth`` below that surface, and never closer than ``tip_clearance`` to the floor.
+
+Served by name: ``planar_fcn`` from ``models/planar_fcn.pt``. Built with ``snapshots=<folder>`` it follows a
+learning run instead, loading each new weights version before the next plan
+(``grasp_cell.models.snapshots``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from grasp_cell.core.camera import CameraIntrinsics
+from grasp_cell.core.geometry import ParallelDepth
+from grasp_cell.core.grasp import Grasp, GripperKind
+from grasp_cell.core.jaw import closing_direction, planar_grasp_rotation
+from grasp_cell.core.transform import Transform
+from grasp_cell.models.base import GraspModel, Observation, register_weights_files
+from grasp_cell.models.selection import SELECTIONS, ExplorationSchedule, select
+from grasp_cell.models.snapshots import SnapshotWatcher
+
+ANGLES = 20  # seed 002: 20 rotations over 180 degrees (9 degree steps)
+POSITIONS = 40  # seed 002: 40 x 40 positions per rotation
+CELL = 0.0025  # [m] overview cell (2.5 mm); positions lie STRIDE cells (10 mm) apart
+OPENINGS = (0.04, 0.06, 0.08)  # [m] the three gripper distances d (seed 002: 20 mm apart)
+HEIGHT_SCALE = 0.05  # [m] heights above the floor are divided by this for the net
+WEIGHTS_NAME = re.compile(r"^planar_fcn$")
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The bin from straight above: heights above its floor on a CELL grid of the camera's x-y plane."""
+
+    heights: np.ndarray  # (rows, cols) float32, (floor - z) / HEIGHT_SCALE, 0 where unseen
+    parallel: ParallelDepth  # camera z per cell (NaN unseen), the same grid
+    floor: float  # [m] camera z of the bin floor
+    centre: tuple[float, float]  # [m] camera-frame x, y of the bin floor's centre
+    half_size: tuple[float, float]  # [m] half extents of the bin floor along camera x and y
+
+    @classmethod
+    def from_observation(cls, observation: Observation, margin: int = 60) -> "Overview":
+        """From a depth image whose roi is the bin floor's image box (whole image without one); the floor is the
+        deep end of the roi's depths. ``margin`` [px] of image around the roi is kept (walls, context)."""
+        intrinsics = observation.intrinsics
+        u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
+        region = observation.depth[int(v_min) : int(v_max), int(u_min) : int(u_max)]
+        with np.errstate(invalid="ignore"):
+            seen = region[region > 0]
+        if seen.size == 0:
+            raise ValueError("no depth inside the bin's region of interest")
+        floor = float(np.percentile(seen, 95))
+        box = (u_min - margin, v_min - margin, u_max + margin, v_max + margin)
+        parallel = ParallelDepth.from_depth(observation.depth, intrinsics, box, eta=1.0 / CELL)
+        with np.errstate(invalid="ignore"):
+            heights = np.clip((floor - parallel.depth) / HEIGHT_SCALE, -0.5, 3.0)
+        heights = np.where(np.isfinite(heights), heights, 0.0).astype(np.float32)
+        corners = intrinsics.deproject(np.array([u_min, u_max]), np.array([v_min, v_max]), floor)
+        centre = 0.5 * (corners[0, :2] + corners[1, :2])
+        half = 0.5 * np.abs(corners[1, :2] - corners[0, :2])
+        return cls(heights, parallel, floor, (float(centre[0]), float(centre[1])), (float(half[0]), float(half[1])))
+
+    def windows(self, centres: np.ndarray, thetas: np.ndarray, size: int):
+        """(n, 1, size, size) torch windows of the heights: window n is centred on camera-frame ``centres[n]``
+        (x, y), its columns run along the closing direction of ``thetas[n]`` and its rows across it, one
+        CELL apart; bilinear, 0 beyond the overview. Training crops and the inference canvas both come from
+        here, so they agree to the cell."""
+        import torch
+        import torch.nn.functional as F
+
+        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        closing = closing_direction(np.asarray(thetas, dtype=np.float64).reshape(-1))  # (n, 2)
+        across = np.stack([-closing[:, 1], closing[:, 0]], axis=-1)
+        steps = (np.arange(size) - 0.5 * (size - 1)) * CELL
+        # camera-frame (x, y) of every sample, then the overview's fractional (col, row)
+        xy = (
+            centres[:, None, None, :]
+            + steps[None, None, :, None] * closing[:, None, None, :]
+            + steps[None, :, None, None] * across[:, None, None, :]
+        )
+        rows, cols = self.heights.shape
+        col = (xy[..., 0] - self.parallel.x0) * self.parallel.eta
+        row = (xy[..., 1] - self.parallel.y0) * self.parallel.eta
+        grid = np.stack([2.0 * col / max(cols - 1, 1) - 1.0, 2.0 * row / max(rows - 1, 1) - 1.0], axis=-1)
+        image = torch.from_numpy(self.heights)[None, None].expand(len(centres), 1, rows, cols)
+        grid = torch.from_numpy(grid.astype(np.float32))
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+@dataclass(frozen=True)
+class PlanarAction:
+    """One grasp choice of the dense output: angle class, opening class, position row and column."""
+
+    angle: int
+    opening: int
+    row: int
+    col: int
+
+    @classmethod
+    def from_flat(cls, index: int) -> "PlanarAction":
+        return cls(*(int(i) for i in np.unravel_index(index, (ANGLES, len(OPENINGS), POSITIONS, POSITIONS))))
+
+    @property
+    def theta(self) -> float:
+        return self.angle * math.pi / ANGLES
+
+
+def canvas_centres(overview: Overview, thetas: np.ndarray) -> np.ndarray:
+    """(angles, POSITIONS, POSITIONS, 2) camera-frame centres of the dense pass's windows per angle."""
+    from grasp_cell.models.planar_net import STRIDE
+
+    closing = closing_direction(np.asarray(thetas, dtype=np.float64))  # (a, 2)
+    across = np.stack([-closing[:, 1], closing[:, 0]], axis=-1)
+    steps = (np.arange(POSITIONS) - 0.5 * (POSITIONS - 1)) * STRIDE * CELL
+    centre = np.asarray(overview.centre)
+    return (
+        centre[None, None, None, :]
+        + steps[None, None, :, None] * closing[:, None, None, :]
+        + steps[None, :, None, None] * across[:, None, None, :]
+    )
+
+
+class PlanarGraspModel(GraspModel):
+    """Seed 002's grasp-success FCN as a grasp model (see the module docstring)."""
+
+    gripper = GripperKind.PARALLEL
+
+    def __init__(
+        self,
+        checkpoint: dict | None = None,
+        name: str = "planar_fcn",
+        selection: str = "max",  # one of SELECTIONS, or "schedule" (seed 002's exploration over a run)
+        snapshots: Path | str | None = None,  # follow this snapshot folder's newest weights
+        seed: int = 0,  # the model's own generator, for the random selections
+        grip_depth: float = 0.015,  # [m] fingertips below the surface under the grasp centre
+        tip_clearance: float = 0.006,  # [m] fingertips at least this far above the bin floor
+        schedule: ExplorationSchedule = ExplorationSchedule(),
+        threads: int = 1,
+    ):
+        import torch
+
+        from grasp_cell.models.planar_net import PlanarGraspNet
+
+        if selection not in SELECTIONS + ("schedule",):
+            raise ValueError(f"unknown selection '{selection}'; expected one of {', '.join(SELECTIONS)}, schedule")
+        self.name, self.selection, self.schedule = name, selection, schedule
+        self.grip_depth, self.tip_clearance, self.threads = grip_depth, tip_clearance, threads
+        self.rng = np.random.default_rng(seed)
+        self.net = PlanarGraspNet()
+        self.version = -1  # weights version (-1: not from a snapshot folder)
+        self.trained_attempts = 0  # attempts the weights were trained on (the schedule counts from here)
+        self.plans_since_load = 0
+        self.last_selection = ""
+        self._last_action: PlanarAction | None = None
+        self.watcher = SnapshotWatcher(snapshots) if snapshots is not None else None
+        if checkpoint is not None:
+            self._load(checkpoint)
+        self.net.eval()
+        self._torch = torch
+
+    @classmethod
+    def untrained(cls, seed: int = 0, **options) -> "PlanarGraspModel":
+        """Randomly initialised weights (from ``seed``): where a learning run starts."""
+        import torch
+
+        from grasp_cell.models.planar_net import PlanarGraspNet
+
+        torch.manual_seed(seed)
+        return cls({"state_dict": PlanarGraspNet().state_dict()}, seed=seed, **options)
+
+    @classmethod
+    def from_file(cls, path: Path | str, **options) -> "PlanarGraspModel":
+        import torch
+
+        return cls(torch.load(Path(path), map_location="cpu", weights_only=True), **options)
+
+    def _load(self, checkpoint: dict, info: dict | None = None) -> None:
+        self.net.load_state_dict(checkpoint["state_dict"])
+        self.net.eval()
+        info = info or {}
+        self.version = int(info.get("version", -1))
+        self.trained_attempts = int(info.get("attempts", checkpoint.get("attempts", 0)))
+        self.plans_since_load = 0
+
+    def refresh(self) -> bool:
+        """Load the snapshot folder's newest weights if they changed; True when new weights were loaded."""
+        if self.watcher is None:
+            return False
+        update = self.watcher.poll()
+        if update is None:
+            return False
+        self._load(update.pop("checkpoint"), update)
+        return True
+
+    def predict(self, overview: Overview) -> np.ndarray:
+        """Success probabilities (ANGLES, len(OPENINGS), POSITIONS, POSITIONS) of every grasp choice."""
+        from grasp_cell.models.planar_net import STRIDE, WINDOW
+
+        torch = self._torch
+        torch.set_num_threads(self.threads)
+        thetas = np.arange(ANGLES) * (math.pi / ANGLES)
+        canvas = WINDOW + STRIDE * (POSITIONS - 1)
+        centres = np.repeat(np.asarray(overview.centre)[None], ANGLES, axis=0)
+        with torch.inference_mode():
+            images = overview.windows(centres, thetas, canvas)
+            return torch.sigmoid(self.net(images)).numpy()
+
+    def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
+        self.refresh()
+        if max_grasps < 1:
+            return []
+        try:
+            overview = Overview.from_observation(observation)
+        except ValueError:
+            return []  # nothing seen in the bin: nothing to grasp
+        probability = self.predict(overview)
+        thetas = np.arange(ANGLES) * (math.pi / ANGLES)
+        centres = canvas_centres(overview, thetas)  # (ANGLES, POSITIONS, POSITIONS, 2)
+        offset = np.abs(centres - np.asarray(overview.centre))
+        inside = (offset[..., 0] <= overview.half_size[0]) & (offset[..., 1] <= overview.half_size[1])
+        valid = np.broadcast_to(inside[:, None], probability.shape)
+        if not valid.any():
+            return []
+        method = self._method()
+        chosen = select(method, probability, valid, self.rng)
+        if method == "max" and PlanarAction.from_flat(chosen) == self._last_action:
+            # the best grasp again on a scene it did not change: it failed; seed 002 then tries max(5)
+            method = "max5"
+            chosen = select(method, probability, valid, self.rng)
+        self.last_selection = method
+        self._last_action = PlanarAction.from_flat(chosen)
+        self.plans_since_load += 1
+        # the chosen grasp first, then the rest by predicted success
+        ranked = np.argsort(-np.where(valid, probability, -1.0), axis=None, kind="stable")[: max_grasps + 1]
+        order = [chosen] + [int(i) for i in ranked if i != chosen][: max_grasps - 1]
+        grasps = [self._grasp(PlanarAction.from_flat(i), float(probability.flat[i]), centres, overview,
+                              observation.intrinsics) for i in order]
+        grasps[0] = replace(grasps[0], selection=method)
+        return grasps
+
+    def _method(self) -> str:
+        if self.selection != "schedule":
+            return self.selection
+        return self.schedule.method(self.trained_attempts + self.plans_since_load, self.rng)
+
+    def _grasp(self, action: PlanarAction, quality: float, centres: np.ndarray, overview: Overview,
+               intrinsics: CameraIntrinsics) -> Grasp:
+        x, y = centres[action.angle, action.row, action.col]
+        surface = float(overview.parallel.at(np.array([x]), np.array([y]))[0])
+        if not np.isfinite(surface):
+            surface = overview.floor
+        tips = min(surface + self.grip_depth, overview.floor - self.tip_clearance)  # seed III-A: z from the depth
+        u, v = intrinsics.project([[x, y, surface]])[0]
+        return Grasp(
+            Transform(planar_grasp_rotation(action.theta), np.array([x, y, tips])),
+            GripperKind.PARALLEL,
+            min(max(quality, 0.0), 1.0),
+            width=OPENINGS[action.opening],
+            pixel=(int(round(u)), int(round(v))),
+            model=self.name,
+            model_version=self.version,
+        )
+
+
+def planar_action_of(grasp: Grasp, overview: Overview) -> tuple[float, float, float, int]:
+    """(x, y, theta, opening class) of a planar grasp in the camera frame, as the trainer crops it."""
+    closing = grasp.closing
+    theta = math.atan2(-closing[1], closing[0]) % math.pi
+    opening = int(np.argmin(np.abs(np.asarray(OPENINGS) - grasp.width)))
+    return float(grasp.position[0]), float(grasp.position[1]), theta, opening
+
+
+def register_planar_models(folder: Path | None = None) -> list[str]:
+    """Make the registry list ``planar_fcn`` while ``models/planar_fcn.pt`` exists."""
+    from grasp_cell.models.pixel_grasp import models_dir
+
+    return register_weights_files(folder or models_dir(), WEIGHTS_NAME, _factory, _registered)
+
+
+_registered: set[str] = set()  # the names register_planar_models added
+
+
+def _factory(name: str):
+    def create(gripper: str | GripperKind = GripperKind.PARALLEL, **options) -> PlanarGraspModel:
+        from grasp_cell.models.pixel_grasp import models_dir
+
+        if GripperKind.parse(gripper) is not GripperKind.PARALLEL:
+            raise ValueError(f"model '{name}' plans for a parallel-jaw gripper, not '{gripper}'")
+        if options.get("snapshots"):
+            return PlanarGraspModel(name=name, **options)  # the run's newest weights load before each plan
+        path = models_dir() / f"{name}.pt"
+        if not path.exists():
+            raise ValueError(f"model '{name}': no weights file {path}")
+        return PlanarGraspModel.from_file(path, name=name, **options)
+
+    return create

@@ -1,0 +1,78 @@
+"""Versioned weights of a model that keeps learning: a trainer publishes, a model in service follows.
+
+A snapshot folder holds ``snapshot_<version>.pt`` files and ``latest.json`` naming the newest one with what
+the trainer knew then (attempts trained on, test metrics). Each file is written whole and renamed into
+place, ``latest.json`` last, so a reader sees the previous snapshot or the new one, never half of one.
+A model built with a snapshot folder checks ``latest.json`` before each plan and loads a newer version
+without a restart of the process (the grasp node keeps serving).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+LATEST_FILE = "latest.json"
+
+
+class SnapshotFolder:
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+
+    def publish(self, checkpoint: dict, info: dict) -> int:
+        """Save ``checkpoint`` (torch-serialisable) as the next version; returns the version."""
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        latest = self.latest()
+        version = 0 if latest is None else int(latest["version"]) + 1
+        name = f"snapshot_{version:05d}.pt"
+        tmp = self.folder / (name + ".tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, self.folder / name)
+        _write_json(self.folder / LATEST_FILE, {**info, "version": version, "file": name})
+        return version
+
+    def latest(self) -> dict | None:
+        """What ``latest.json`` says (version, file, the trainer's info), or None before the first publish."""
+        try:
+            return json.loads((self.folder / LATEST_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def load(self, info: dict) -> dict:
+        import torch
+
+        return torch.load(self.folder / info["file"], map_location="cpu", weights_only=True)
+
+
+class SnapshotWatcher:
+    """Tells a model in service when a newer snapshot is there (one stat call when nothing changed)."""
+
+    def __init__(self, folder: Path | str):
+        self.snapshots = SnapshotFolder(folder)
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of latest.json when last read
+        self.info: dict | None = None
+
+    def poll(self) -> dict | None:
+        """The new snapshot's info (and ``checkpoint``) if one was published since the last poll, else None."""
+        try:
+            stat = os.stat(self.snapshots.folder / LATEST_FILE)
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._seen:
+            return None
+        info = self.snapshots.latest()
+        self._seen = stamp
+        if info is None or (self.info is not None and info["version"] == self.info["version"]):
+            return None
+        self.info = info
+        return {**info, "checkpoint": self.snapshots.load(info)}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
