@@ -223,3 +223,84 @@ def test_learning_run_records_trains_follows_and_resumes(tmp_path, capsys):
     assert len(sessions) == 2 and json.loads(sessions[1])["attempts_this_session"] == 6
     with pytest.raises(ValueError, match="other settings"):
         main(["run", "--out", str(out), "--attempts", "31", "--parts", "7"])
+
+
+# --- seed 001's suction-region net ---------------------------------------------------------------------------
+def test_augmentation_carries_the_suction_cell_through_turns_and_flips():
+    from grasp_cell.learn.region_learner import CENTRE, augment
+    from grasp_cell.models.region_net import PATCH
+
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((3, PATCH, PATCH), np.float32)
+    heights = np.zeros((1, PATCH, PATCH), np.float32)
+    heights[0, CENTRE, CENTRE] = 1.0  # the pixel the cup went to
+    heights[0, 10, 20] = 0.5  # something off-centre, to see the turn
+    seen = set()
+    for _ in range(40):
+        _, turned, row, col = augment(rgb, heights, rng)
+        (r,), (c,) = np.nonzero(turned[0] == 1.0)
+        assert (r // 3, c // 3) == (row, col)
+        seen.add((row, col, tuple(np.argwhere(turned[0] == 0.5)[0])))
+    assert len(seen) == 8  # four turns x two flips, each distinct
+
+
+def test_region_model_plans_vertical_suction_in_the_bin_and_explores_by_eq_4():
+    from grasp_cell.models.suction_region import SuctionRegionModel
+
+    scene = render_scene([box(1, 0.05, 0.02), box(2, -0.1, 0.05)], CameraIntrinsics.default(), overhead_camera(0.6))
+    colour = np.full(scene.depth.shape + (3,), 128, np.uint8)
+    observation = Observation(scene.depth, scene.intrinsics, colour, scene.roi)
+    model = SuctionRegionModel(selection="schedule", seed=0)
+    grasps = model.plan(observation, max_grasps=4)
+    assert 1 <= len(grasps) <= 4 and all(g.gripper is GripperKind.SUCTION for g in grasps)
+    u_min, v_min, u_max, v_max = scene.roi
+    for grasp in grasps:
+        u, v = grasp.pixel
+        assert u_min <= u < u_max and v_min <= v < v_max and (u - u_min + 24) % 3 == 1
+        assert np.allclose(grasp.approach, [0, 0, 1]) and grasp.position[2] == pytest.approx(scene.depth[v, u])
+    # eq. 4 at n = 0: half the choices random
+    methods = [model.plan(observation, max_grasps=1)[0].selection for _ in range(60)]
+    assert 15 < methods.count("random") < 45 and set(methods) == {"random", "max"}
+    model.trained_attempts = 5000  # 0.5 x 5^-5: exploration all but over
+    assert {model.plan(observation, max_grasps=1)[0].selection for _ in range(20)} == {"max"}
+
+
+@pytest.mark.parametrize("encoder", ["random", "trained"])
+def test_region_learner_trains_the_decoder_and_only_trains_a_frozen_encoder_if_asked(tmp_path, encoder):
+    from grasp_cell.learn.region_learner import RegionLearner, RegionTrainSettings
+    from grasp_cell.models.suction_region import SuctionRegionModel
+
+    store = ExperienceStore(tmp_path)
+    scene = render_scene([box(1, 0.05, 0.02), box(2, -0.1, 0.05)], CameraIntrinsics.default(), overhead_camera(0.6))
+    observation = Observation(scene.depth, scene.intrinsics, np.full(scene.depth.shape + (3,), 90, np.uint8), scene.roi)
+    for n, (x, y, outcome) in enumerate([(0.05, -0.02, Outcome.SUCCESS), (0.0, 0.1, Outcome.MISSED)] * 6):
+        grasp = Grasp.from_approach((x, y, 0.575 if outcome is Outcome.SUCCESS else 0.6), (0, 0, 1),
+                                    GripperKind.SUCTION, 0.5, model="suction_region")
+        store.add(observation, grasp, outcome, 1_700_000_000.0 + n)
+    learner = RegionLearner(RegionTrainSettings(encoder=encoder, steps_per_round=3, batch_size=4), seed=0)
+    for record in store.records:
+        learner.add(record, store.load(record))
+    encoder_before = [p.detach().clone() for p in learner.net.encoder.parameters()]
+    decoder_before = [p.detach().clone() for p in learner.net.decoder_parameters()]
+    metrics = learner.train_round()
+    assert metrics["train_examples"] + metrics["test_examples"] == 12 and np.isfinite(metrics["train_loss"])
+    changed = [not torch.equal(a, b) for a, b in zip(encoder_before, learner.net.encoder.parameters())]
+    assert any(changed) == (encoder == "trained")
+    assert any(not torch.equal(a, b) for a, b in zip(decoder_before, learner.net.decoder_parameters()))
+    # its checkpoint is what the model in service loads
+    model = SuctionRegionModel(learner.checkpoint())
+    assert model.plan(observation, max_grasps=1)
+    with pytest.raises(ValueError, match="pretrained encoder"):
+        RegionLearner(RegionTrainSettings(encoder="pretrained"))
+
+
+def test_encoder_pretraining_uses_images_only_and_lowers_its_loss():
+    from grasp_cell.learn.region_learner import pretrain_encoder
+    from grasp_cell.models.region_net import ResNetEncoder
+
+    scenes = [render_scene([box(1, x, 0.0), box(2, -x, 0.05)], CameraIntrinsics.default(), overhead_camera(0.6))
+              for x in (0.03, 0.08, 0.12)]
+    images = [Observation(s.depth, s.intrinsics, np.full(s.depth.shape + (3,), 100, np.uint8), s.roi) for s in scenes]
+    state, losses = pretrain_encoder(images, steps=12, batch_size=4)
+    assert len(losses) == 12 and np.mean(losses[-4:]) < np.mean(losses[:4])
+    ResNetEncoder().load_state_dict(state)  # a whole encoder, ready to freeze

@@ -25,7 +25,8 @@ from grasp_cell.learn.pixel_data import (
 )
 from grasp_cell.learn.train_pixel import main as train_main
 from grasp_cell.models import Observation, available_models, create_model
-from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, MODELS_DIR_ENV, PixelGraspModel, network_input
+from grasp_cell.models.base import MODELS_DIR_ENV
+from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, PixelGraspModel, network_input
 from grasp_cell.models.pixel_net import BACKBONES, PixelGraspNet, binary_focal_loss
 
 torch.set_num_threads(1)

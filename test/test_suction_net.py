@@ -16,7 +16,7 @@ from grasp_cell.learn.suction_data import NOT_A_PART, PART_TYPES, SuctionTool, l
 from grasp_cell.learn.suction_patches import SuctionPatches, SuctionViews, masked_patch
 from grasp_cell.learn.train_suction import main as train_main
 from grasp_cell.models import Observation, available_models, create_model
-from grasp_cell.models.pixel_grasp import MODELS_DIR_ENV
+from grasp_cell.models.base import MODELS_DIR_ENV
 from grasp_cell.models.suction_grasp import SuctionGraspModel
 from grasp_cell.models.suction_net import PATCH, STRIDE, SuctionNet, suction_loss
 from grasp_cell.sim.config import CellConfig

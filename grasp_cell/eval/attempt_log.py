@@ -125,7 +125,7 @@ def record_in_model_card(name: str, section: str, data: dict, cards_dir: Path | 
     card, or None when the model has none (the non-learned models)."""
     import yaml
 
-    from grasp_cell.models.pixel_grasp import models_dir
+    from grasp_cell.models.base import models_dir
 
     card_path = Path(cards_dir or models_dir()) / f"{name}.yaml"
     if not card_path.exists():

@@ -1,6 +1,8 @@
 """Planning latency per model: image in, ranked grasps out, on synthetic 640x480 bin scenes.
 
-    python -m grasp_cell.eval.latency [--models baseline random] [--grippers suction parallel] [--repeats 30]
+    python -m grasp_cell.eval.latency [--models NAME ...] [--grippers suction parallel] [--repeats 30]
+
+Every registered model by default, each for the grippers it plans for.
 
 Prints the median and 90th percentile plan time [ms] and the mean number of grasps returned per model.
 """
@@ -15,7 +17,7 @@ import numpy as np
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.eval.synthetic import PartShape, add_sensor_noise, random_scene
-from grasp_cell.models import GraspModel, Observation, create_model
+from grasp_cell.models import GraspModel, Observation, available_models, create_model
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def measure_latency(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["baseline", "random"])
+    parser.add_argument("--models", nargs="+", default=None, help="default: every registered model")
     parser.add_argument("--grippers", nargs="+", default=["suction", "parallel"], choices=["suction", "parallel"])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--scenes", type=int, default=5)
@@ -87,7 +89,7 @@ def main(argv=None) -> None:
     region = "whole image" if args.no_roi else "bin roi"
     print(f"{args.scenes} scenes, 640x480, {args.parts} parts, {region}, {args.repeats} plans each")
     print(f"{'model':<18} {'gripper':<9} {'median ms':>10} {'p90 ms':>8} {'grasps':>7}")
-    for name in args.models:
+    for name in args.models or available_models():
         for gripper in args.grippers:
             try:
                 model = create_model(name, gripper=gripper)

@@ -66,9 +66,10 @@ class ExperienceRecord:
 class ExperienceStore:
     """Append-only attempts of a learning cell in ``folder`` (created if missing); reopening it resumes."""
 
-    def __init__(self, folder: Path | str, margin: int = 48):
+    def __init__(self, folder: Path | str, margin: int = 96):
         self.folder = Path(folder)
-        self.margin = margin  # [px] kept around the roi: a grasp near a wall still sees the wall
+        self.margin = margin  # [px] kept around the roi: a grasp near a wall still sees the wall (and seed
+        # 001's 168 x 168 patch around a pixel at the roi's edge reaches 85 px beyond it)
         (self.folder / INPUTS_DIR).mkdir(parents=True, exist_ok=True)
         self.path = self.folder / RECORDS_FILE
         self.records: list[ExperienceRecord] = read_records(self.folder)

@@ -53,29 +53,81 @@ class LearningSetup:
     model: str = "planar_fcn"
     robot: str = "iiwa"  # seed 002's arm
     gripper: str = "parallel"
+    encoder: str = ""  # suction_region: pretrained | random | trained (grasp_cell.learn.region_learner)
     parts: int = 20  # per bin
     seed: int = 0
     retrain_every: int = 20  # new attempts between training rounds
     reset_after_failures: int = 20  # a bin that fails this often in a row is dropped again (stuck parts)
 
 
-LEARNERS = ("planar_fcn",)
+# the seed's arm and gripper for each model that learns in the cell
+SEED_CELLS = {"planar_fcn": ("iiwa", "parallel"), "suction_region": ("ur5", "suction")}
+LEARNERS = tuple(SEED_CELLS)
+PRETRAINED_ENCODER = "pretrained_encoder.pt"
 
 
-def _learner(setup: LearningSetup):
+def _learner(setup: LearningSetup, run_dir: Path):
     if setup.model == "planar_fcn":
         from grasp_cell.learn.planar_learner import PlanarLearner
 
         return PlanarLearner(seed=setup.seed)
+    if setup.model == "suction_region":
+        import torch
+
+        from grasp_cell.learn.region_learner import RegionLearner, RegionTrainSettings
+
+        encoder = None
+        if setup.encoder == "pretrained":
+            encoder = torch.load(run_dir / PRETRAINED_ENCODER, weights_only=True)["state_dict"]
+        return RegionLearner(RegionTrainSettings(encoder=setup.encoder), setup.seed, encoder)
     raise ValueError(f"no learner for model '{setup.model}'; expected one of {', '.join(LEARNERS)}")
 
 
-def _following_model(setup: LearningSetup, snapshots: Path, selection: str, seed: int):
+def _model(setup: LearningSetup, checkpoint: dict | None, selection: str, snapshots: Path | None = None,
+           seed: int = 0):
+    """The learning model: following a run's snapshots (exploring), or on fixed weights (exploiting)."""
     if setup.model == "planar_fcn":
         from grasp_cell.models.planar_grasp import PlanarGraspModel
 
-        return PlanarGraspModel(selection=selection, snapshots=snapshots, seed=seed)
+        return PlanarGraspModel(checkpoint, selection=selection, snapshots=snapshots, seed=seed)
+    if setup.model == "suction_region":
+        from grasp_cell.models.suction_region import SuctionRegionModel
+
+        return SuctionRegionModel(checkpoint, selection=selection, snapshots=snapshots, seed=seed)
     raise ValueError(f"no learner for model '{setup.model}'; expected one of {', '.join(LEARNERS)}")
+
+
+def unlabelled_images(setup: LearningSetup, sim_config: Path, bins: int) -> list[Observation]:
+    """Captures of ``bins`` bins of 5-30 parts (seeds the learning run never draws): images only."""
+    from grasp_cell.drivers.sim_camera import SimCamera
+    from grasp_cell.sim.config import CellConfig
+    from grasp_cell.sim.world import SimWorld
+
+    config = CellConfig.from_yaml(sim_config).with_cell(setup.robot, setup.gripper, setup.seed + 500_000)
+    images = []
+    with SimWorld(config) as world:
+        camera = SimCamera(world)
+        for _ in range(bins):
+            world.reset(int(world.rng.integers(5, 31)))
+            capture = camera.capture()
+            images.append(Observation(capture.depth, capture.intrinsics, capture.color, capture.roi))
+    return images
+
+
+def pretrain(run_dir: Path, setup: LearningSetup, sim_config: Path, bins: int = 40, steps: int = 400) -> None:
+    """Seed 001's frozen encoder without ImageNet: pretrain it on the cell's own unlabelled images."""
+    import torch
+
+    from grasp_cell.learn.region_learner import pretrain_encoder
+
+    path = run_dir / PRETRAINED_ENCODER
+    if path.exists():
+        return
+    tic = time.perf_counter()
+    images = unlabelled_images(setup, sim_config, bins)
+    state, losses = pretrain_encoder(images, steps, seed=setup.seed, log=tqdm.write)
+    torch.save({"state_dict": state, "losses": losses, "bins": bins, "steps": steps,
+                "seconds": round(time.perf_counter() - tic, 1)}, path)
 
 
 # --- the trainer ----------------------------------------------------------------------------------------
@@ -88,7 +140,7 @@ def train_in_background(run_dir: Path, setup: LearningSetup, stop, threads: int 
     torch.set_num_threads(threads)
     run_dir = Path(run_dir)
     snapshots = SnapshotFolder(run_dir / SNAPSHOTS_DIR)
-    learner = _learner(setup)
+    learner = _learner(setup, run_dir)
     latest = snapshots.latest()
     trained_on = 0
     if latest is None:
@@ -123,6 +175,8 @@ def learning_run(run_dir: Path, setup: LearningSetup, attempts: int, sim_config:
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_setup(run_dir, setup)
     store = ExperienceStore(run_dir / EXPERIENCE_DIR)
+    if setup.encoder == "pretrained":
+        pretrain(run_dir, setup, sim_config)  # once per run folder; not counted in the attempt rate
     start_count, started = len(store), time.time()
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
@@ -135,7 +189,7 @@ def learning_run(run_dir: Path, setup: LearningSetup, attempts: int, sim_config:
         time.sleep(0.1)
     # a resumed run draws other bins and other explorations than the attempts it already made
     seed = setup.seed + len(store)
-    model = _following_model(setup, run_dir / SNAPSHOTS_DIR, "schedule", seed)
+    model = _model(setup, None, "schedule", run_dir / SNAPSHOTS_DIR, seed)
     config = CellConfig.from_yaml(sim_config).with_cell(setup.robot, setup.gripper, seed)
     failures_in_row = 0
     try:
@@ -193,7 +247,7 @@ def _check_setup(run_dir: Path, setup: LearningSetup) -> None:
     """A resumed folder must be the same kind of run; a new one records its setup."""
     path = run_dir / "run.json"
     if path.exists():
-        old = json.loads(path.read_text())["setup"]
+        old = {**asdict(LearningSetup()), **json.loads(path.read_text())["setup"]}
         if old != asdict(setup):
             changed = sorted(key for key in old if old[key] != asdict(setup).get(key))
             raise ValueError(f"{run_dir} was started with other settings ({', '.join(changed)}); use another --out")
@@ -252,7 +306,7 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
         raise ValueError(f"{run_dir} has no weights yet")
     if version is not None:
         info = {"version": version, "file": f"snapshot_{version:05d}.pt"}
-    model = _exploiting_model(setup, snapshots.load(info))
+    model = _model(setup, snapshots.load(info), "max")
     base = CellConfig.from_yaml(sim_config)
     records = []
     out = run_dir / "evaluations" / f"snapshot_{info['version']:05d}"
@@ -279,14 +333,6 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
     }
     write_json(out / "summary.json", result)
     return result
-
-
-def _exploiting_model(setup: LearningSetup, checkpoint: dict):
-    if setup.model == "planar_fcn":
-        from grasp_cell.models.planar_grasp import PlanarGraspModel
-
-        return PlanarGraspModel(checkpoint, selection="max")
-    raise ValueError(f"no learner for model '{setup.model}'")
 
 
 def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
@@ -323,7 +369,7 @@ def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from grasp_cell.graph import package_share
-    from grasp_cell.models.pixel_grasp import models_dir
+    from grasp_cell.models.base import models_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -331,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--model", default="planar_fcn", choices=LEARNERS)
     run.add_argument("--attempts", type=int, default=3000, help="stop when the folder holds this many attempts")
     run.add_argument("--parts", type=int, default=20)
-    run.add_argument("--robot", default=None, help="default: the model's seed arm (planar_fcn: iiwa)")
+    run.add_argument("--robot", default=None, help="default: the model's seed arm (see SEED_CELLS)")
+    run.add_argument("--encoder", default="pretrained", choices=("pretrained", "random", "trained"),
+                     help="suction_region: what stands in for the seed's frozen ImageNet encoder")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--retrain-every", type=int, default=LearningSetup.retrain_every)
     check = commands.add_parser("evaluate", help="pick-until-empty bins with exploration off")
@@ -344,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
 
     if options.command == "run":
-        setup = LearningSetup(model=options.model, robot=options.robot or "iiwa", parts=options.parts,
-                              seed=options.seed, retrain_every=options.retrain_every)
+        robot, gripper = SEED_CELLS[options.model]
+        setup = LearningSetup(model=options.model, robot=options.robot or robot, gripper=gripper,
+                              encoder=options.encoder if options.model == "suction_region" else "",
+                              parts=options.parts, seed=options.seed, retrain_every=options.retrain_every)
         summary = learning_run(options.out, setup, options.attempts, options.sim_config)
         print(json.dumps(summary, indent=2))
         print(f"learning curve: {options.out / CURVE_PNG}")

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.pixel_data import Augmentation, PdgMeta, PdgViews, PixelGraspDataset, seed_worker, split_by_scene
 from grasp_cell.learn.training import card_number, pick_device, pyplot, save_atomic, write_history_csv
-from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, models_dir, weights_path
+from grasp_cell.models.base import models_dir
+from grasp_cell.models.pixel_grasp import MODALITY_CHANNELS, weights_path
 from grasp_cell.models.pixel_net import BACKBONES, SIZE_MULTIPLE, PixelGraspNet, grasp_map_loss, parameter_count
 
 LR_DECAY_AT = 0.7  # share of the epochs after which the learning rate drops

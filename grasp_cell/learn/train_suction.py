@@ -29,7 +29,7 @@ from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.pixel_data import split_by_scene
 from grasp_cell.learn.suction_patches import SuctionPatches, SuctionViews
 from grasp_cell.learn.training import card_number, pick_device, pyplot, save_atomic, write_history_csv
-from grasp_cell.models.pixel_grasp import models_dir
+from grasp_cell.models.base import models_dir
 from grasp_cell.models.suction_net import SuctionNet, suction_loss
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_pz_mm", "val_v_deg", "lr", "seconds")

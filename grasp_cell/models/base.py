@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,37 @@ def create_model(name: str, **options) -> GraspModel:
     return factory(**options)
 
 
+MODELS_DIR_ENV = "GRASP_CELL_MODELS_DIR"  # overrides where weights files are looked for
+
+
+def models_dir() -> Path:
+    """Where weights files live: $GRASP_CELL_MODELS_DIR, else the package's ``models/`` folder."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    if override:
+        return Path(override)
+    from grasp_cell.graph import package_share
+
+    return package_share() / "models"
+
+
+def weights_file_factory(name: str, kind: GripperKind, model_class, follows_snapshots: bool = False):
+    """The registry factory of a model served from ``<models_dir>/<name>.pt`` by ``model_class.from_file``,
+    for grippers of ``kind`` only. ``follows_snapshots``: with a ``snapshots=<folder>`` option the model
+    follows a learning run's weights instead (``grasp_cell.models.snapshots``) and needs no file."""
+
+    def create(gripper: str | GripperKind = kind, **options) -> GraspModel:
+        if GripperKind.parse(gripper) is not kind:
+            raise ValueError(f"model '{name}' plans for a {kind.value} gripper, not '{gripper}'")
+        if follows_snapshots and options.get("snapshots"):
+            return model_class(name=name, **options)
+        path = models_dir() / f"{name}.pt"
+        if not path.exists():
+            raise ValueError(f"model '{name}': no weights file {path}")
+        return model_class.from_file(path, name=name, **options)
+
+    return create
+
+
 def register_weights_files(
     folder, pattern: "re.Pattern[str]", factory: Callable[[str], Callable[..., GraspModel]], registered: set[str]
 ) -> list[str]:
@@ -99,7 +131,9 @@ def _load_builtin_models() -> None:
     from grasp_cell.models.pixel_grasp import register_pixel_models
     from grasp_cell.models.planar_grasp import register_planar_models
     from grasp_cell.models.suction_grasp import register_suction_models
+    from grasp_cell.models.suction_region import register_region_models
 
     register_pixel_models()  # one name per weights file present (cheap: no torch until a model is built)
     register_suction_models()
     register_planar_models()
+    register_region_models()

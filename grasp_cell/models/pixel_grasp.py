@@ -12,7 +12,6 @@ torch is imported only when a model is built, so listing the registry stays chea
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,25 +23,14 @@ from grasp_cell.core.geometry import ParallelDepth, downsample_depth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import ANGLE_CLASSES, JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
-from grasp_cell.models.base import GraspModel, Observation, register_weights_files
+from grasp_cell.models.base import GraspModel, Observation, models_dir, register_weights_files, weights_file_factory
 
 MODALITY_CHANNELS = {"depth": 1, "rgb": 3, "rgbd": 4}
-MODELS_DIR_ENV = "GRASP_CELL_MODELS_DIR"  # overrides where weights files are looked for
 WEIGHTS_NAME = re.compile(r"^pixel_(lite|unet)_(depth|rgb|rgbd)$")
 _MIN_CANDIDATES = 400  # pixels given the (vectorised, cheap) depth check, at least
 _ANGLES_PER_PIXEL = 3  # best angle classes tried per candidate pixel
 _CHECK_CHUNK = 100  # candidates depth-checked at a time
 _DEPTH_MARGIN = 0.005  # [m] approach depth d stays this far short of the finger length L3, and must be at least this
-
-
-def models_dir() -> Path:
-    """Where weights files live: $GRASP_CELL_MODELS_DIR, else the package's ``models/`` folder."""
-    override = os.environ.get(MODELS_DIR_ENV)
-    if override:
-        return Path(override)
-    from grasp_cell.graph import package_share
-
-    return package_share() / "models"
 
 
 def weights_path(backbone: str, modality: str, folder: Path | None = None) -> Path:
@@ -344,20 +332,11 @@ def register_pixel_models(folder: Path | None = None) -> list[str]:
     return register_weights_files(folder or models_dir(), WEIGHTS_NAME, _factory, _registered)
 
 
-_registered: set[str] = set()  # the names register_pixel_models added
-
-
 def _factory(name: str):
-    def create(gripper: str | GripperKind = GripperKind.PARALLEL, **options) -> PixelGraspModel:
-        gripper = GripperKind.parse(gripper)
-        if gripper is not GripperKind.PARALLEL:
-            raise ValueError(f"model '{name}' plans for a parallel-jaw gripper, not '{gripper.value}'")
-        path = models_dir() / f"{name}.pt"
-        if not path.exists():
-            raise ValueError(f"model '{name}': no weights file {path}")
-        return PixelGraspModel.from_file(path, name=name, **options)
+    return weights_file_factory(name, GripperKind.PARALLEL, PixelGraspModel)
 
-    return create
+
+_registered: set[str] = set()  # the names register_pixel_models added
 
 
 def _footprint_box(depth: np.ndarray, intrinsics, roi: tuple[int, int, int, int], jaw: JawGeometry) -> tuple[int, ...]:

@@ -27,9 +27,9 @@ from grasp_cell.core.geometry import ParallelDepth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
-from grasp_cell.models.base import GraspModel, Observation, register_weights_files
+from grasp_cell.models.base import Observation, models_dir, register_weights_files, weights_file_factory
 from grasp_cell.models.selection import SELECTIONS, ExplorationSchedule, select
-from grasp_cell.models.snapshots import SnapshotWatcher
+from grasp_cell.models.snapshots import LearningGraspModel
 
 ANGLES = 20  # seed 002: 20 rotations over 180 degrees (9 degree steps)
 POSITIONS = 40  # seed 002: 40 x 40 positions per rotation
@@ -131,7 +131,7 @@ def canvas_centres(overview: Overview, thetas: np.ndarray) -> np.ndarray:
     )
 
 
-class PlanarGraspModel(GraspModel):
+class PlanarGraspModel(LearningGraspModel):
     """Seed 002's grasp-success FCN as a grasp model (see the module docstring)."""
 
     gripper = GripperKind.PARALLEL
@@ -148,8 +148,6 @@ class PlanarGraspModel(GraspModel):
         schedule: ExplorationSchedule = ExplorationSchedule(),
         threads: int = 1,
     ):
-        import torch
-
         from grasp_cell.models.planar_net import PlanarGraspNet
 
         if selection not in SELECTIONS + ("schedule",):
@@ -157,17 +155,9 @@ class PlanarGraspModel(GraspModel):
         self.name, self.selection, self.schedule = name, selection, schedule
         self.grip_depth, self.tip_clearance, self.threads = grip_depth, tip_clearance, threads
         self.rng = np.random.default_rng(seed)
-        self.net = PlanarGraspNet()
-        self.version = -1  # weights version (-1: not from a snapshot folder)
-        self.trained_attempts = 0  # attempts the weights were trained on (the schedule counts from here)
-        self.plans_since_load = 0
         self.last_selection = ""
         self._last_action: PlanarAction | None = None
-        self.watcher = SnapshotWatcher(snapshots) if snapshots is not None else None
-        if checkpoint is not None:
-            self._load(checkpoint)
-        self.net.eval()
-        self._torch = torch
+        self._init_weights(PlanarGraspNet(), checkpoint, snapshots)
 
     @classmethod
     def untrained(cls, seed: int = 0, **options) -> "PlanarGraspModel":
@@ -178,30 +168,6 @@ class PlanarGraspModel(GraspModel):
 
         torch.manual_seed(seed)
         return cls({"state_dict": PlanarGraspNet().state_dict()}, seed=seed, **options)
-
-    @classmethod
-    def from_file(cls, path: Path | str, **options) -> "PlanarGraspModel":
-        import torch
-
-        return cls(torch.load(Path(path), map_location="cpu", weights_only=True), **options)
-
-    def _load(self, checkpoint: dict, info: dict | None = None) -> None:
-        self.net.load_state_dict(checkpoint["state_dict"])
-        self.net.eval()
-        info = info or {}
-        self.version = int(info.get("version", -1))
-        self.trained_attempts = int(info.get("attempts", checkpoint.get("attempts", 0)))
-        self.plans_since_load = 0
-
-    def refresh(self) -> bool:
-        """Load the snapshot folder's newest weights if they changed; True when new weights were loaded."""
-        if self.watcher is None:
-            return False
-        update = self.watcher.poll()
-        if update is None:
-            return False
-        self._load(update.pop("checkpoint"), update)
-        return True
 
     def predict(self, overview: Overview) -> np.ndarray:
         """Success probabilities (ANGLES, len(OPENINGS), POSITIONS, POSITIONS) of every grasp choice."""
@@ -252,7 +218,7 @@ class PlanarGraspModel(GraspModel):
     def _method(self) -> str:
         if self.selection != "schedule":
             return self.selection
-        return self.schedule.method(self.trained_attempts + self.plans_since_load, self.rng)
+        return self.schedule.method(self.attempts_seen, self.rng)
 
     def _grasp(self, action: PlanarAction, quality: float, centres: np.ndarray, overview: Overview,
                intrinsics: CameraIntrinsics) -> Grasp:
@@ -273,18 +239,8 @@ class PlanarGraspModel(GraspModel):
         )
 
 
-def planar_action_of(grasp: Grasp, overview: Overview) -> tuple[float, float, float, int]:
-    """(x, y, theta, opening class) of a planar grasp in the camera frame, as the trainer crops it."""
-    closing = grasp.closing
-    theta = math.atan2(-closing[1], closing[0]) % math.pi
-    opening = int(np.argmin(np.abs(np.asarray(OPENINGS) - grasp.width)))
-    return float(grasp.position[0]), float(grasp.position[1]), theta, opening
-
-
 def register_planar_models(folder: Path | None = None) -> list[str]:
     """Make the registry list ``planar_fcn`` while ``models/planar_fcn.pt`` exists."""
-    from grasp_cell.models.pixel_grasp import models_dir
-
     return register_weights_files(folder or models_dir(), WEIGHTS_NAME, _factory, _registered)
 
 
@@ -292,16 +248,4 @@ _registered: set[str] = set()  # the names register_planar_models added
 
 
 def _factory(name: str):
-    def create(gripper: str | GripperKind = GripperKind.PARALLEL, **options) -> PlanarGraspModel:
-        from grasp_cell.models.pixel_grasp import models_dir
-
-        if GripperKind.parse(gripper) is not GripperKind.PARALLEL:
-            raise ValueError(f"model '{name}' plans for a parallel-jaw gripper, not '{gripper}'")
-        if options.get("snapshots"):
-            return PlanarGraspModel(name=name, **options)  # the run's newest weights load before each plan
-        path = models_dir() / f"{name}.pt"
-        if not path.exists():
-            raise ValueError(f"model '{name}': no weights file {path}")
-        return PlanarGraspModel.from_file(path, name=name, **options)
-
-    return create
+    return weights_file_factory(name, GripperKind.PARALLEL, PlanarGraspModel, follows_snapshots=True)

@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from grasp_cell.models.base import GraspModel
+
 LATEST_FILE = "latest.json"
 
 
@@ -70,6 +72,54 @@ class SnapshotWatcher:
             return None
         self.info = info
         return {**info, "checkpoint": self.snapshots.load(info)}
+
+
+class LearningGraspModel(GraspModel):
+    """A grasp model whose torch ``net`` is trained by the cell: it loads a checkpoint, or follows a snapshot
+    folder (``snapshots``), knows its weights ``version`` and how many attempts they were trained on, and
+    counts its plans since (an exploration schedule runs on ``attempts_seen``)."""
+
+    def _init_weights(self, net, checkpoint: dict | None, snapshots: Path | str | None) -> None:
+        import torch
+
+        self._torch = torch
+        self.net = net
+        self.version = -1  # weights version (-1: not from a snapshot folder)
+        self.trained_attempts = 0  # attempts the weights were trained on
+        self.plans_since_load = 0
+        self.watcher = SnapshotWatcher(snapshots) if snapshots is not None else None
+        if checkpoint is not None:
+            self._load(checkpoint)
+        self.net.eval()
+
+    @classmethod
+    def from_file(cls, path: Path | str, **options) -> "LearningGraspModel":
+        import torch
+
+        return cls(torch.load(Path(path), map_location="cpu", weights_only=True), **options)
+
+    @property
+    def attempts_seen(self) -> int:
+        """Attempts behind the current weights plus the plans made with them."""
+        return self.trained_attempts + self.plans_since_load
+
+    def _load(self, checkpoint: dict, info: dict | None = None) -> None:
+        self.net.load_state_dict(checkpoint["state_dict"])
+        self.net.eval()
+        info = info or {}
+        self.version = int(info.get("version", -1))
+        self.trained_attempts = int(info.get("attempts", checkpoint.get("attempts", 0)))
+        self.plans_since_load = 0
+
+    def refresh(self) -> bool:
+        """Load the snapshot folder's newest weights if they changed; True when new weights were loaded."""
+        if self.watcher is None:
+            return False
+        update = self.watcher.poll()
+        if update is None:
+            return False
+        self._load(update.pop("checkpoint"), update)
+        return True
 
 
 def _write_json(path: Path, data: dict) -> None:

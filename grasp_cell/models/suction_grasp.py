@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from grasp_cell.core.grasp import Grasp, GripperKind
-from grasp_cell.models.base import GraspModel, Observation, register_weights_files
-from grasp_cell.models.pixel_grasp import models_dir
+from grasp_cell.models.base import GraspModel, Observation, models_dir, register_weights_files, weights_file_factory
 from grasp_cell.models.suction_net import PATCH, STRIDE
 
 WEIGHTS_NAME = re.compile(r"^suction_(dual|single)$")
@@ -140,8 +139,9 @@ class SuctionGraspModel(GraspModel):
 
 
 def window(image: np.ndarray, left: int, top: int, width: int, height: int, fill=0.0) -> np.ndarray:
-    """``image[top:top + height, left:left + width]``, ``fill`` where that leaves the image (0: missing depth)."""
-    out = np.full((height, width), fill, image.dtype)
+    """``image[top:top + height, left:left + width]`` (trailing axes kept), ``fill`` where that leaves the image
+    (0: missing depth)."""
+    out = np.full((height, width, *image.shape[2:]), fill, image.dtype)
     rows = slice(max(top, 0), min(top + height, image.shape[0]))
     cols = slice(max(left, 0), min(left + width, image.shape[1]))
     if rows.start < rows.stop and cols.start < cols.stop:
@@ -158,12 +158,4 @@ _registered: set[str] = set()  # the names register_suction_models added
 
 
 def _factory(name: str):
-    def create(gripper: str | GripperKind = GripperKind.SUCTION, **options) -> SuctionGraspModel:
-        if GripperKind.parse(gripper) is not GripperKind.SUCTION:
-            raise ValueError(f"model '{name}' plans for a suction gripper, not '{gripper}'")
-        path = models_dir() / f"{name}.pt"
-        if not path.exists():
-            raise ValueError(f"model '{name}': no weights file {path}")
-        return SuctionGraspModel.from_file(path, name=name, **options)
-
-    return create
+    return weights_file_factory(name, GripperKind.SUCTION, SuctionGraspModel)
