@@ -41,7 +41,7 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     ),
 }
 
-LEARNING_MODELS = ("planar_fcn",)  # models a learning cell can train (grasp_cell.learn.online)
+LEARNING_MODELS = ("planar_fcn", "suction_region")  # models a learning cell can train (grasp_cell.learn.online)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ and the learning-run command on the simulated cell."""
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from grasp_cell.core import CameraIntrinsics, GripperKind, Outcome, Transform
 from grasp_cell.core.grasp import Grasp
@@ -16,7 +18,7 @@ from grasp_cell.eval.synthetic import Part, PartShape, overhead_camera, render_s
 from grasp_cell.learn.experience import ExperienceStore, is_test, read_records
 from grasp_cell.learn.online import learning_curve, main
 from grasp_cell.learn.planar_learner import PlanarLearner, PlanarTrainSettings, example_of
-from grasp_cell.models import Observation
+from grasp_cell.models import Observation, available_models, create_model
 from grasp_cell.models.planar_grasp import ANGLES, OPENINGS, POSITIONS, Overview, PlanarGraspModel, canvas_centres
 from grasp_cell.models.planar_net import STRIDE, WINDOW, PlanarGraspNet
 from grasp_cell.models.selection import ExplorationSchedule, decaying_exploration, select
@@ -142,12 +144,22 @@ def test_plan_returns_parallel_grasps_inside_the_bin_from_the_selection():
         assert abs(grasp.position[0]) <= 0.176 and abs(grasp.position[1]) <= 0.126  # the bin floor, 0.35 x 0.25
         assert np.allclose(grasp.approach, [0, 0, 1])
         assert grasp.position[2] <= 0.6 - model.tip_clearance + 1e-6  # fingertips clear of the floor
-    # exploitation: the best choice, and a repeat of it (the scene did not change: it failed) tries max(5)
-    model.selection = "max"
+    # the open fingers stay inside the bin's walls: its floor is 0.35 x 0.25 m around the optical axis
+    for grasp in grasps:
+        for sign in (1, -1):
+            finger = grasp.position[:2] + sign * (0.5 * grasp.width + 0.01) * grasp.closing[:2]
+            assert abs(finger[0]) <= 0.175 and abs(finger[1]) <= 0.125
+    # exploitation: the best choice; on a scene it left unchanged it failed, so another of the best five,
+    # and on a changed scene the best again
+    model = PlanarGraspModel.untrained(seed=1, selection="max")
     first = model.plan(observation, max_grasps=3)
     assert model.last_selection == "max" and first[0].quality == pytest.approx(max(g.quality for g in first))
-    model.plan(observation, max_grasps=3)
+    second = model.plan(observation, max_grasps=3)
     assert model.last_selection == "max5"
+    assert not np.allclose(second[0].position, first[0].position) or second[0].width != first[0].width \
+        or not np.allclose(second[0].closing, first[0].closing)
+    model.plan(bin_scene([box(1, 0.05, 0.02)]), max_grasps=3)
+    assert model.last_selection == "max"
 
 
 def test_model_reloads_new_snapshots_before_planning(tmp_path):
@@ -203,7 +215,7 @@ def test_learning_curve_is_success_over_the_last_hundred():
 
 
 # --- the learning run --------------------------------------------------------------------------------------
-def test_learning_run_records_trains_follows_and_resumes(tmp_path, capsys):
+def test_learning_run_records_trains_follows_resumes_and_ships(tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = ["run", "--out", str(out), "--attempts", "24", "--retrain-every", "8", "--parts", "6"]
     assert main(args) == 0
@@ -223,6 +235,19 @@ def test_learning_run_records_trains_follows_and_resumes(tmp_path, capsys):
     assert len(sessions) == 2 and json.loads(sessions[1])["attempts_this_session"] == 6
     with pytest.raises(ValueError, match="other settings"):
         main(["run", "--out", str(out), "--attempts", "31", "--parts", "7"])
+
+    # evaluate with exploration off, ship into a models folder: the registry then serves it by name
+    models = tmp_path / "models"
+    monkeypatch.setenv("GRASP_CELL_MODELS_DIR", str(models))
+    assert main(["evaluate", "--out", str(out), "--bins", "1", "--ship"]) == 0
+    card = yaml.safe_load((models / "planar_fcn.yaml").read_text())
+    assert card["evaluation"]["bins"] == 1 and card["evaluation"]["attempts"] >= 1
+    assert card["data"]["attempts"] >= 8 and 0.0 <= card["learning_curve"][30] <= 100.0
+    assert "planar_fcn" in available_models()
+    model = create_model("planar_fcn", gripper="parallel")
+    assert model.selection == "max" and model.plan(bin_scene([box(1, 0.0, 0.0)]), max_grasps=1)
+    main(["curves", str(out), "--png", str(tmp_path / "curves.png")])
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 # --- seed 001's suction-region net ---------------------------------------------------------------------------
@@ -304,3 +329,39 @@ def test_encoder_pretraining_uses_images_only_and_lowers_its_loss():
     state, losses = pretrain_encoder(images, steps=12, batch_size=4)
     assert len(losses) == 12 and np.mean(losses[-4:]) < np.mean(losses[:4])
     ResNetEncoder().load_state_dict(state)  # a whole encoder, ready to freeze
+
+
+def test_the_trainer_stops_when_its_learning_run_is_killed(tmp_path):
+    """A learning run killed hard (SIGKILL: no cleanup runs) must not leave its trainer publishing weights
+    into the folder, where a new run would find them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "grasp_cell.learn.online", "run", "--out", str(out), "--attempts", "100000"]
+    run = subprocess.Popen(command + ["--parts", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "snapshots" / "latest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "snapshots" / "latest.json").exists()
+        children = [int(pid) for path in Path(f"/proc/{run.pid}/task").glob("*/children")
+                    for pid in path.read_text().split()]
+        assert children  # the trainer process
+    finally:
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in children):
+        assert time.monotonic() < deadline, "the trainer outlived its run"
+        time.sleep(0.2)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except (FileNotFoundError, IndexError):
+        return "Z"

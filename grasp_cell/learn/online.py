@@ -72,15 +72,30 @@ def _learner(setup: LearningSetup, run_dir: Path):
 
         return PlanarLearner(seed=setup.seed)
     if setup.model == "suction_region":
-        import torch
 
         from grasp_cell.learn.region_learner import RegionLearner, RegionTrainSettings
 
         encoder = None
         if setup.encoder == "pretrained":
-            encoder = torch.load(run_dir / PRETRAINED_ENCODER, weights_only=True)["state_dict"]
+            encoder = _pretrained_encoder(run_dir)
         return RegionLearner(RegionTrainSettings(encoder=setup.encoder), setup.seed, encoder)
     raise ValueError(f"no learner for model '{setup.model}'; expected one of {', '.join(LEARNERS)}")
+
+
+def _pretrained_encoder(run_dir: Path) -> dict:
+    """The run's own pretrained encoder, else the one shipped inside ``models/suction_region.pt`` (a cell
+    without a simulator, e.g. on hardware, starts from that, as the seed starts from ImageNet's)."""
+    import torch
+
+    from grasp_cell.models.base import models_dir
+
+    if (run_dir / PRETRAINED_ENCODER).exists():
+        return torch.load(run_dir / PRETRAINED_ENCODER, weights_only=True)["state_dict"]
+    shipped = models_dir() / "suction_region.pt"
+    if not shipped.exists():
+        raise ValueError(f"no pretrained encoder in {run_dir} and no {shipped}")
+    state = torch.load(shipped, map_location="cpu", weights_only=True)["state_dict"]
+    return {key.removeprefix("encoder."): value for key, value in state.items() if key.startswith("encoder.")}
 
 
 def _model(setup: LearningSetup, checkpoint: dict | None, selection: str, snapshots: Path | None = None,
@@ -148,7 +163,10 @@ def train_in_background(run_dir: Path, setup: LearningSetup, stop, threads: int 
     else:
         learner.restore(snapshots.load(latest))
         trained_on = int(latest.get("attempts", 0))
+    parent = multiprocessing.parent_process()  # None when run in a thread (the trainer node)
     while not stop.is_set():
+        if parent is not None and not parent.is_alive():
+            return  # the learning run was killed: an orphan would keep publishing into its folder
         records = read_records(run_dir / EXPERIENCE_DIR)
         for record in records[len(learner) :]:
             learner.add(record, load_input(run_dir / EXPERIENCE_DIR / "inputs" / f"{record.key}.npz"))
@@ -290,6 +308,27 @@ def write_learning_curve(run_dir: Path) -> float | None:
     return float(curve[-1])
 
 
+def plot_curves(run_dirs: list[Path], out: Path) -> None:
+    """The learning curves of several runs on one plot, labelled by model (and encoder)."""
+    from grasp_cell.learn.training import pyplot
+
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for run_dir in run_dirs:
+        setup = json.loads((Path(run_dir) / "run.json").read_text())["setup"]
+        curve = learning_curve([r.reward for r in read_records(Path(run_dir) / EXPERIENCE_DIR)])
+        label = setup["model"] + (f", {setup['encoder']} encoder" if setup.get("encoder") else "")
+        axis.plot(np.arange(1, len(curve) + 1), 100 * curve, lw=1.2, label=label)
+    axis.set_xlabel("attempt")
+    axis.set_ylabel(f"success over the last {CURVE_WINDOW} attempts [%]")
+    axis.set_ylim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+
+
 # --- evaluation -----------------------------------------------------------------------------------------
 def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = None) -> dict:
     """Pick-until-empty on ``bins`` fresh bins with exploration off; SR, PC and failures over them."""
@@ -335,6 +374,14 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
     return result
 
 
+def curve_milestones(run_dir: Path, at=(250, 500, 1000, 1500, 2000, 2500, 3000)) -> dict[int, float]:
+    """Success over the last 100 attempts (eq. 5) at a few attempt counts of the run and at its end, in %."""
+    records = read_records(Path(run_dir) / EXPERIENCE_DIR)
+    curve = learning_curve([r.reward for r in records])
+    counts = sorted({n for n in at if n <= len(curve)} | ({len(curve)} if len(curve) else set()))
+    return {n: round(100.0 * float(curve[n - 1]), 1) for n in counts}
+
+
 def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
     """Copy the evaluated weights into ``models/<model>.pt`` with a model card beside them."""
     import torch
@@ -360,9 +407,17 @@ def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
         "settings": {**asdict(setup), "weights_version": version, "training_rounds": trained.get("round")},
         "learning": {"wall_seconds": sum(s["wall_seconds"] for s in sessions),
                      "attempts_per_hour": [s["attempts_per_hour"] for s in sessions]},
-        "test_set": {key: trained.get(key) for key in ("test_loss", "test_accuracy", "test_f1")},
+        "test_set": {key: trained[key] for key in ("test_loss", "test_accuracy", "test_f1") if key in trained},
+        "learning_curve": curve_milestones(run_dir),
         "evaluation": evaluation,
     }
+    if (run_dir / PRETRAINED_ENCODER).exists():
+        pretraining = torch.load(run_dir / PRETRAINED_ENCODER, weights_only=True)
+        card["encoder_pretraining"] = {
+            "images": pretraining["bins"], "steps": pretraining["steps"], "seconds": pretraining["seconds"],
+            "loss_first_50": round(float(np.mean(pretraining["losses"][:50])), 4),
+            "loss_last_50": round(float(np.mean(pretraining["losses"][-50:])), 4),
+        }
     (models / f"{setup.model}.yaml").write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
     return weights
 
@@ -386,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--bins", type=int, default=10)
     check.add_argument("--version", type=int, default=None, help="default: the newest")
     check.add_argument("--ship", action="store_true", help="copy the weights and a model card into models/")
+    curves = commands.add_parser("curves", help="plot the learning curves of several runs together")
+    curves.add_argument("runs", type=Path, nargs="+")
+    curves.add_argument("--png", type=Path, required=True)
     for command in (run, check):
         command.add_argument("--out", type=Path, required=True, help="the learning run's folder")
         command.add_argument("--sim-config", type=Path, default=package_share() / "config" / "sim_cell.yaml")
@@ -399,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = learning_run(options.out, setup, options.attempts, options.sim_config)
         print(json.dumps(summary, indent=2))
         print(f"learning curve: {options.out / CURVE_PNG}")
+        return 0
+    if options.command == "curves":
+        plot_curves(options.runs, options.png)
+        print(f"wrote {options.png}")
         return 0
     result = evaluate(options.out, options.bins, options.sim_config, options.version)
     print(json.dumps(result, indent=2))

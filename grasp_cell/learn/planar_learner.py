@@ -32,7 +32,7 @@ from grasp_cell.models.planar_net import WINDOW, PlanarGraspNet, reward_weighted
 
 @dataclass(frozen=True)
 class PlanarTrainSettings:
-    steps_per_round: int = 300
+    steps_per_round: int = 400
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4

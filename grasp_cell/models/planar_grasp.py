@@ -25,7 +25,7 @@ import numpy as np
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.core.geometry import ParallelDepth
 from grasp_cell.core.grasp import Grasp, GripperKind
-from grasp_cell.core.jaw import closing_direction, planar_grasp_rotation
+from grasp_cell.core.jaw import JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
 from grasp_cell.models.base import Observation, models_dir, register_weights_files, weights_file_factory
 from grasp_cell.models.selection import SELECTIONS, ExplorationSchedule, select
@@ -36,6 +36,9 @@ POSITIONS = 40  # seed 002: 40 x 40 positions per rotation
 CELL = 0.0025  # [m] overview cell (2.5 mm); positions lie STRIDE cells (10 mm) apart
 OPENINGS = (0.04, 0.06, 0.08)  # [m] the three gripper distances d (seed 002: 20 mm apart)
 HEIGHT_SCALE = 0.05  # [m] heights above the floor are divided by this for the net
+REFINE_OFFSETS = (-0.005, -0.0025, 0.0, 0.0025, 0.005)  # [m] along and across the closing direction
+WALL_MARGIN = 0.002  # [m] open fingers stay this far inside the bin's walls
+CHANGED_CELLS = 20  # overview cells that must change for a scene to count as changed
 WEIGHTS_NAME = re.compile(r"^planar_fcn$")
 
 
@@ -131,6 +134,30 @@ def canvas_centres(overview: Overview, thetas: np.ndarray) -> np.ndarray:
     )
 
 
+def fingers_inside_bin(overview: Overview, centres: np.ndarray, thetas, openings, jaw: JawGeometry) -> np.ndarray:
+    """Whether both open fingers (L1 x L2 footprints) of grasps at ``centres`` (..., 2) with angles ``thetas``
+    and ``openings`` [m] (broadcast against ``centres[..., 0]``) lie inside the bin's floor, ``WALL_MARGIN``
+    clear of the walls. The walls are known geometry, not something to learn by hitting them."""
+    closing = closing_direction(np.asarray(thetas, dtype=float))
+    across = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
+    reach = (0.5 * np.asarray(openings, dtype=float) + jaw.finger_thickness)[..., None]  # to the outer face
+    half = np.asarray(overview.half_size) - WALL_MARGIN
+    ok = True
+    for sign in (1.0, -1.0):
+        for side in (1.0, -1.0):
+            corner = centres + sign * reach * closing + side * 0.5 * jaw.finger_width * across
+            ok = ok & (np.abs(corner - np.asarray(overview.centre)) <= half).all(axis=-1)
+    return ok
+
+
+def _unchanged(before: np.ndarray, after: np.ndarray) -> bool:
+    """True when two overviews show the same scene: fewer than ``CHANGED_CELLS`` cells moved by more than
+    5 mm in height (the smallest part covers about 36 cells; a few flickering cells are sensor noise)."""
+    if before.shape != after.shape:
+        return False
+    return int(np.count_nonzero(np.abs(after - before) * HEIGHT_SCALE > 0.005)) < CHANGED_CELLS
+
+
 class PlanarGraspModel(LearningGraspModel):
     """Seed 002's grasp-success FCN as a grasp model (see the module docstring)."""
 
@@ -146,6 +173,8 @@ class PlanarGraspModel(LearningGraspModel):
         grip_depth: float = 0.015,  # [m] fingertips below the surface under the grasp centre
         tip_clearance: float = 0.006,  # [m] fingertips at least this far above the bin floor
         schedule: ExplorationSchedule = ExplorationSchedule(),
+        refine: bool = True,  # exploiting choices are moved to the best position within 5 mm (REFINE_OFFSETS)
+        jaw: JawGeometry = JawGeometry(),
         threads: int = 1,
     ):
         from grasp_cell.models.planar_net import PlanarGraspNet
@@ -154,9 +183,13 @@ class PlanarGraspModel(LearningGraspModel):
             raise ValueError(f"unknown selection '{selection}'; expected one of {', '.join(SELECTIONS)}, schedule")
         self.name, self.selection, self.schedule = name, selection, schedule
         self.grip_depth, self.tip_clearance, self.threads = grip_depth, tip_clearance, threads
+        self.refine = refine
         self.rng = np.random.default_rng(seed)
         self.last_selection = ""
-        self._last_action: PlanarAction | None = None
+        self.jaw = jaw
+        self._last_choice = -1  # flat index of the last chosen action
+        self._last_heights: np.ndarray | None = None  # the overview it was chosen on
+        self._failed: set[int] = set()  # actions that left the scene as it was
         self._init_weights(PlanarGraspNet(), checkpoint, snapshots)
 
     @classmethod
@@ -193,36 +226,69 @@ class PlanarGraspModel(LearningGraspModel):
         probability = self.predict(overview)
         thetas = np.arange(ANGLES) * (math.pi / ANGLES)
         centres = canvas_centres(overview, thetas)  # (ANGLES, POSITIONS, POSITIONS, 2)
-        offset = np.abs(centres - np.asarray(overview.centre))
-        inside = (offset[..., 0] <= overview.half_size[0]) & (offset[..., 1] <= overview.half_size[1])
-        valid = np.broadcast_to(inside[:, None], probability.shape)
+        # every choice of the dense output: (ANGLES, OPENINGS, POSITIONS, POSITIONS)
+        valid = fingers_inside_bin(overview, centres[:, None], thetas[:, None, None, None],
+                                   np.asarray(OPENINGS)[None, :, None, None], self.jaw)
         if not valid.any():
             return []
         method = self._method()
+        # a scene that did not change since the last plan means the last grasp failed without touching
+        # anything: that action stays out while the scene stays so (seed 002 then tries max(5))
+        if self._last_heights is not None and _unchanged(self._last_heights, overview.heights):
+            self._failed.add(self._last_choice)
+        else:
+            self._failed.clear()
+        if method in ("max", "max5") and self._failed:
+            untried = valid.copy()
+            untried.flat[list(self._failed)] = False
+            if untried.any():  # (if every choice failed on this scene, they may all be tried again)
+                valid, method = untried, "max5"
         chosen = select(method, probability, valid, self.rng)
-        if method == "max" and PlanarAction.from_flat(chosen) == self._last_action:
-            # the best grasp again on a scene it did not change: it failed; seed 002 then tries max(5)
-            method = "max5"
-            chosen = select(method, probability, valid, self.rng)
         self.last_selection = method
-        self._last_action = PlanarAction.from_flat(chosen)
+        self._last_choice, self._last_heights = chosen, overview.heights
         self.plans_since_load += 1
         # the chosen grasp first, then the rest by predicted success
         ranked = np.argsort(-np.where(valid, probability, -1.0), axis=None, kind="stable")[: max_grasps + 1]
         order = [chosen] + [int(i) for i in ranked if i != chosen][: max_grasps - 1]
-        grasps = [self._grasp(PlanarAction.from_flat(i), float(probability.flat[i]), centres, overview,
-                              observation.intrinsics) for i in order]
+        actions = [PlanarAction.from_flat(i) for i in order]
+        points = [centres[a.angle, a.row, a.col] for a in actions]
+        qualities = [float(probability.flat[i]) for i in order]
+        if method in ("max", "max5") and self.refine:
+            points[0], qualities[0] = self._refined(overview, actions[0], points[0], qualities[0])
+        grasps = [self._grasp(a, q, p, overview, observation.intrinsics) for a, q, p in zip(actions, qualities, points)]
         grasps[0] = replace(grasps[0], selection=method)
         return grasps
+
+    def _refined(self, overview: Overview, action: PlanarAction, point: np.ndarray, quality: float):
+        """The chosen grasp moved to the best of REFINE_OFFSETS around its grid position (along and across
+        its closing direction), judged by the net on single windows: the dense pass's positions lie 10 mm
+        apart, coarse against a 20-30 mm part between the fingers."""
+        from grasp_cell.models.planar_net import WINDOW
+
+        steps = np.asarray(REFINE_OFFSETS)
+        along, across = np.meshgrid(steps, steps, indexing="ij")
+        closing = closing_direction(action.theta)
+        sideways = np.array([-closing[1], closing[0]])
+        points = point + along.reshape(-1, 1) * closing + across.reshape(-1, 1) * sideways
+        points = points[fingers_inside_bin(overview, points, action.theta, OPENINGS[action.opening], self.jaw)]
+        if len(points) == 0:
+            return point, quality
+        with self._torch.inference_mode():
+            windows = overview.windows(points, np.full(len(points), action.theta), WINDOW)
+            scores = self._torch.sigmoid(self.net(windows))[:, action.opening, 0, 0].numpy()
+        best = int(np.argmax(scores))
+        if scores[best] <= quality:
+            return point, quality
+        return points[best], float(scores[best])
 
     def _method(self) -> str:
         if self.selection != "schedule":
             return self.selection
         return self.schedule.method(self.attempts_seen, self.rng)
 
-    def _grasp(self, action: PlanarAction, quality: float, centres: np.ndarray, overview: Overview,
+    def _grasp(self, action: PlanarAction, quality: float, point: np.ndarray, overview: Overview,
                intrinsics: CameraIntrinsics) -> Grasp:
-        x, y = centres[action.angle, action.row, action.col]
+        x, y = point
         surface = float(overview.parallel.at(np.array([x]), np.array([y]))[0])
         if not np.isfinite(surface):
             surface = overview.floor

@@ -29,9 +29,12 @@ class TrainerNode(Node):
         if not folder:
             raise ValueError("trainer_node needs the 'folder' parameter (the learning run's folder)")
         self.folder = Path(folder).expanduser()
+        model = self.declare_parameter("model", "planar_fcn").value
+        encoder = self.declare_parameter("encoder", "pretrained").value  # suction_region only
         self.setup = LearningSetup(
-            model=self.declare_parameter("model", "planar_fcn").value,
+            model=model,
             retrain_every=self.declare_parameter("retrain_every", LearningSetup.retrain_every).value,
+            encoder=encoder if model == "suction_region" else "",
         )
         self.snapshots = SnapshotFolder(self.folder / SNAPSHOTS_DIR)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
