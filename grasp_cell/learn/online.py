@@ -261,6 +261,15 @@ def learning_run(run_dir: Path, setup: LearningSetup, attempts: int, sim_config:
     return summary
 
 
+def _trained_attempts(run_dir: Path, info: dict) -> int | None:
+    """How many attempts the weights of snapshot ``info`` were trained on (version 0: none)."""
+    if "attempts" in info:
+        return int(info["attempts"])
+    path = run_dir / TRAINING_FILE
+    rounds = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return next((int(r["attempts"]) for r in rounds if r.get("version") == info["version"]), 0)
+
+
 def _check_setup(run_dir: Path, setup: LearningSetup) -> None:
     """A resumed folder must be the same kind of run; a new one records its setup."""
     path = run_dir / "run.json"
@@ -361,7 +370,7 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
     total = summarize(records)
     result = {
         "version": info["version"],
-        "trained_attempts": (snapshots.latest() or {}).get("attempts") if version is None else None,
+        "trained_attempts": _trained_attempts(run_dir, info),
         "bins": bins,
         "parts_per_bin": setup.parts,
         "attempts": total.attempts,
@@ -400,6 +409,7 @@ def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
     torch.save({"state_dict": checkpoint["state_dict"], "attempts": trained.get("attempts", 0)}, weights)
     card = {
         "model": setup.model,
+        "run": str(run_dir),
         "trained_by": f"python -m grasp_cell.learn.online run --model {setup.model} (self-supervised, in the "
         f"simulated cell: {setup.robot} with the {setup.gripper} gripper, {setup.parts}-part bins)",
         "data": {"attempts": trained.get("attempts"), "train_examples": trained.get("train_examples"),
