@@ -286,23 +286,31 @@ def lying_cylinder_scene(neighbour_height: float):
     return Observation(depth, intrinsics, roi=(60, 40, 260, 200)), (u0, v0)
 
 
+def one_grasp_maps(model, observation, pixel, width):
+    """Stand-in net output with one grasp: quality 0.9 at full-resolution ``pixel``, angle class 0 (closing
+    along u) at 0.5, opening ``width`` x L4 everywhere."""
+    u_min, v_min = observation.roi[:2]
+    left, top = max(u_min - 2 * model.context, 0), max(v_min - 2 * model.context, 0)
+
+    def given_maps(image):
+        height, columns = image.shape[1:]
+        quality = np.zeros((height, columns), np.float32)
+        quality[(pixel[1] - top - 1) // 2, (pixel[0] - left - 1) // 2] = 0.9
+        angle = np.zeros((ANGLE_CLASSES, height, columns), np.float32)
+        angle[0] = 0.5
+        return quality, angle, np.full((ANGLE_CLASSES, height, columns), width, np.float32)
+
+    return given_maps
+
+
 @pytest.mark.parametrize("neighbour_height, held", [(0.006, True), (0.018, False)])
 def test_grasps_too_shallow_to_hold_a_round_part_are_dropped(monkeypatch, neighbour_height, held):
     """The block caps the fingertips 6 mm above itself: at 12 mm they close below the cylinder's middle
     (contacts in the friction cone); at 24 mm, 8 mm below its top, they would squeeze it out upwards."""
     observation, (u0, v0) = lying_cylinder_scene(neighbour_height)
     model = PixelGraspModel.untrained("lite", min_quality=0.2)
-    left, top = 60 - 2 * model.context, 40 - 2 * model.context
-
-    def given_maps(image):
-        height, width = image.shape[1:]
-        quality = np.zeros((height, width), np.float32)
-        quality[(v0 - top - 1) // 2, (u0 - left - 1) // 2] = 0.9
-        angle = np.zeros((ANGLE_CLASSES, height, width), np.float32)
-        angle[0] = 0.5  # closing along u, across the cylinder
-        return quality, angle, np.full((ANGLE_CLASSES, height, width), 0.55, np.float32)  # 47 mm open
-
-    monkeypatch.setattr(model, "_predict", given_maps)
+    # one grasp closing along u, across the cylinder, 47 mm open
+    monkeypatch.setattr(model, "_predict", one_grasp_maps(model, observation, (u0, v0), width=0.55))
     grasps = model.plan(observation, max_grasps=5)
     assert len(grasps) == (1 if held else 0)
     # without the friction-cone check the shallow grasp would be returned: the depth alone allows it
@@ -348,18 +356,8 @@ def test_fingers_are_checked_where_they_go_down_not_along_leaning_rays(monkeypat
     intrinsics = observation.intrinsics
     u0, v0 = (int(round(c)) for c in intrinsics.project([[0.09, 0.0, 0.58]])[0])
     model = PixelGraspModel.untrained("lite", min_quality=0.2)
-    u_min, v_min = observation.roi[:2]
-    left, top = max(u_min - 2 * model.context, 0), max(v_min - 2 * model.context, 0)
-
-    def given_maps(image):
-        height, width = image.shape[1:]
-        quality = np.zeros((height, width), np.float32)
-        quality[(v0 - top - 1) // 2, (u0 - left - 1) // 2] = 0.9
-        angle = np.zeros((ANGLE_CLASSES, height, width), np.float32)
-        angle[0] = 0.5  # closing along x, towards the handle
-        return quality, angle, np.full((ANGLE_CLASSES, height, width), 0.5, np.float32)  # 42.5 mm open
-
-    monkeypatch.setattr(model, "_predict", given_maps)
+    # one grasp closing along x, towards the handle, 42.5 mm open
+    monkeypatch.setattr(model, "_predict", one_grasp_maps(model, observation, (u0, v0), width=0.5))
     grasps = model.plan(observation, max_grasps=5)
     assert len(grasps) == (0 if with_handle else 1)
 

@@ -41,24 +41,24 @@ def select(method: str, probability: np.ndarray, valid: np.ndarray, rng: np.rand
 @dataclass(frozen=True)
 class ExplorationSchedule:
     """Seed 002's run, shortened: the first ``random_attempts`` attempts are random (the seed's first 1 000
-    of 23 000); then each attempt draws its selection, with shares that start at those the seed's run used
-    after its random start (random 1 440, probabilistic 8 830, uncertain 1 300, max(5) 9 430 of 21 000) and
-    move linearly to ``final_shares`` by ``anneal_attempts``: from exploring to exploiting."""
+    of 23 000), then each attempt draws its selection with the shares the seed's run used after that
+    (random 1 440, probabilistic 8 830, uncertain 1 300, max(5) 9 430 of 21 000 attempts)."""
 
     random_attempts: int = 300
-    anneal_attempts: int = 3000
-    names: tuple[str, ...] = ("random", "probabilistic", "uncertain", "max5")
-    shares: tuple[float, ...] = (0.07, 0.42, 0.06, 0.45)
-    final_shares: tuple[float, ...] = (0.02, 0.10, 0.03, 0.85)
+    shares: tuple[tuple[str, float], ...] = (
+        ("random", 0.07),
+        ("probabilistic", 0.42),
+        ("uncertain", 0.06),
+        ("max5", 0.45),
+    )
 
     def method(self, attempts: int, rng: np.random.Generator) -> str:
         """The selection for the next attempt after ``attempts`` attempts."""
         if attempts < self.random_attempts:
             return "random"
-        span = max(self.anneal_attempts - self.random_attempts, 1)
-        progress = min(max((attempts - self.random_attempts) / span, 0.0), 1.0)
-        weights = (1.0 - progress) * np.asarray(self.shares) + progress * np.asarray(self.final_shares)
-        return str(rng.choice(self.names, p=weights / weights.sum()))
+        names = [name for name, _ in self.shares]
+        weights = np.array([share for _, share in self.shares], dtype=np.float64)
+        return str(rng.choice(names, p=weights / weights.sum()))
 
 
 def decaying_exploration(attempts: int, decay_attempts: float = 1000.0) -> float:
