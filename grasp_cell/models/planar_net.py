@@ -31,9 +31,9 @@ class PlanarGraspNet(nn.Module):
     """Window 40 -> 18 -> 7 -> 5 -> 1 cells, then one logit per opening; valid convolutions only, so a dense
     pass over a larger image equals the window evaluated at every ``STRIDE``-th cell."""
 
-    def __init__(self, width: int = 1):
+    def __init__(self):
         super().__init__()
-        c1, c2, c3, c4 = 12 * width, 24 * width, 24 * width, 32 * width
+        c1, c2, c3, c4 = 12, 24, 24, 32
         self.layers = nn.Sequential(
             *_layer(1, c1, 5, 2, 0.0),
             *_layer(c1, c2, 5, 2, DROPOUT),
