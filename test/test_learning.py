@@ -15,7 +15,7 @@ from grasp_cell.core import CameraIntrinsics, GripperKind, Outcome, Transform
 from grasp_cell.core.grasp import Grasp
 from grasp_cell.core.jaw import planar_grasp_rotation
 from grasp_cell.eval.synthetic import Part, PartShape, overhead_camera, render_scene
-from grasp_cell.learn.experience import ExperienceStore, is_test, read_records
+from grasp_cell.learn.experience import ExperienceFeed, ExperienceStore, is_test, read_records
 from grasp_cell.learn.online import learning_curve, main
 from grasp_cell.learn.planar_learner import PlanarLearner, PlanarTrainSettings, example_of
 from grasp_cell.models import Observation, available_models, create_model
@@ -54,6 +54,13 @@ def test_experience_is_durable_resumable_and_splits_by_timestamp(tmp_path):
     reopened = ExperienceStore(tmp_path)
     assert len(reopened) == 3 and reopened.records[1].outcome == "missed"
     assert reopened.records[2].version == 2 and reopened.records[0].grasp["width"] == pytest.approx(0.06)
+
+    # the next record starts on a line of its own, and a reader that follows the folder gets each once
+    feed = ExperienceFeed(tmp_path)
+    assert [r.key for r in feed.new_records()] == ["000001", "000002", "000003"] and feed.new_records() == []
+    reopened.add(observation, grasp, Outcome.SUCCESS, 1_700_000_010.0)
+    assert [r.key for r in read_records(tmp_path)] == ["000001", "000002", "000003", "000004"]
+    assert [r.key for r in feed.new_records()] == ["000004"]
 
     loaded = reopened.load(reopened.records[0])  # the crop, with its own intrinsics and roi
     u, v = loaded.intrinsics.project([[0.0, 0.0, 0.575]])[0]

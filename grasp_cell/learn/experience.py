@@ -72,6 +72,7 @@ class ExperienceStore:
         # 001's 168 x 168 patch around a pixel at the roi's edge reaches 85 px beyond it)
         (self.folder / INPUTS_DIR).mkdir(parents=True, exist_ok=True)
         self.path = self.folder / RECORDS_FILE
+        _cut_torn_line(self.path)  # so the next record starts on a line of its own
         self.records: list[ExperienceRecord] = read_records(self.folder)
 
     def __len__(self) -> int:
@@ -104,7 +105,37 @@ class ExperienceStore:
         return record
 
     def load(self, record: ExperienceRecord) -> Observation:
-        return load_input(self.folder / INPUTS_DIR / f"{record.key}.npz")
+        return load_input(input_path(self.folder, record))
+
+
+class ExperienceFeed:
+    """A reader of a folder that another process appends to: each call returns the records added since the
+    last one, reading on from where it stopped (a trainer polls this several times a second)."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+        self._offset = 0  # bytes of whole lines read so far
+
+    def new_records(self) -> list[ExperienceRecord]:
+        path = self.folder / RECORDS_FILE
+        try:
+            if path.stat().st_size == self._offset:
+                return []
+            with open(path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        whole = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+        self._offset += whole
+        return _parse(data[:whole].decode("utf-8").splitlines())
+
+    def load(self, record: ExperienceRecord) -> Observation:
+        return load_input(input_path(self.folder, record))
+
+
+def input_path(folder: Path, record: ExperienceRecord) -> Path:
+    return Path(folder) / INPUTS_DIR / f"{record.key}.npz"
 
 
 def read_records(folder: Path | str) -> list[ExperienceRecord]:
@@ -112,13 +143,27 @@ def read_records(folder: Path | str) -> list[ExperienceRecord]:
     path = Path(folder) / RECORDS_FILE
     if not path.exists():
         return []
+    return _parse(path.read_text(encoding="utf-8").splitlines())
+
+
+def _parse(lines: list[str]) -> list[ExperienceRecord]:
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         try:
             records.append(ExperienceRecord.from_json(line))
         except (json.JSONDecodeError, TypeError):
             continue  # only a torn last line can look like this: append_line writes whole lines
     return records
+
+
+def _cut_torn_line(path: Path) -> None:
+    """Drop a last line that a crash left without its newline."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def save_input(path: Path, observation: Observation, margin: int) -> None:

@@ -34,9 +34,9 @@ from grasp_cell.core.depth import DepthError
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.drivers.base import PickRequest
 from grasp_cell.eval.attempt_log import append_line, git_commit, read_attempts, write_json
-from grasp_cell.learn.experience import ExperienceStore, load_input, read_records
+from grasp_cell.learn.experience import ExperienceFeed, ExperienceStore, read_records
 from grasp_cell.models.base import Observation
-from grasp_cell.models.snapshots import SnapshotFolder
+from grasp_cell.models.snapshots import SnapshotFolder, snapshot_file
 
 EXPERIENCE_DIR = "experience"
 SNAPSHOTS_DIR = "snapshots"
@@ -163,13 +163,13 @@ def train_in_background(run_dir: Path, setup: LearningSetup, stop, threads: int 
     else:
         learner.restore(snapshots.load(latest))
         trained_on = int(latest.get("attempts", 0))
+    feed = ExperienceFeed(run_dir / EXPERIENCE_DIR)
     parent = multiprocessing.parent_process()  # None when run in a thread (the trainer node)
     while not stop.is_set():
         if parent is not None and not parent.is_alive():
             return  # the learning run was killed: an orphan would keep publishing into its folder
-        records = read_records(run_dir / EXPERIENCE_DIR)
-        for record in records[len(learner) :]:
-            learner.add(record, load_input(run_dir / EXPERIENCE_DIR / "inputs" / f"{record.key}.npz"))
+        for record in feed.new_records():
+            learner.add(record, feed.load(record))
         if len(learner) - trained_on < setup.retrain_every:
             stop.wait(0.2)
             continue
@@ -353,7 +353,7 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
     if info is None:
         raise ValueError(f"{run_dir} has no weights yet")
     if version is not None:
-        info = {"version": version, "file": f"snapshot_{version:05d}.pt"}
+        info = {"version": version, "file": snapshot_file(version)}
     model = _model(setup, snapshots.load(info), "max")
     base = CellConfig.from_yaml(sim_config)
     records = []
@@ -400,7 +400,7 @@ def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
     setup = LearningSetup(**json.loads((run_dir / "run.json").read_text())["setup"])
     snapshots = SnapshotFolder(run_dir / SNAPSHOTS_DIR)
     version = evaluation["version"]
-    checkpoint = snapshots.load({"file": f"snapshot_{version:05d}.pt"})
+    checkpoint = snapshots.load({"file": snapshot_file(version)})
     rounds = [json.loads(line) for line in (run_dir / TRAINING_FILE).read_text().splitlines()]
     trained = next((r for r in rounds if r.get("version") == version), rounds[-1] if rounds else {})
     sessions = [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]

@@ -19,12 +19,13 @@ mirrored across the closing line is the mirrored grasp; each draw takes one of t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from grasp_cell.learn.experience import ExperienceRecord
+from grasp_cell.learn.learner import OnlineLearner
 from grasp_cell.models.base import Observation
 from grasp_cell.models.planar_grasp import OPENINGS, Overview
 from grasp_cell.models.planar_net import WINDOW, PlanarGraspNet, reward_weighted_loss
@@ -57,53 +58,25 @@ def _rotation_column(quat_xyzw) -> np.ndarray:
     return np.array([1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y)])
 
 
-class PlanarLearner:
-    """Examples in memory, a net, its optimiser, and training rounds on them."""
+class PlanarLearner(OnlineLearner):
+    """Height windows in memory, and training rounds on them."""
 
     name = "planar_fcn"
 
     def __init__(self, settings: PlanarTrainSettings = PlanarTrainSettings(), seed: int = 0):
-        self.settings = settings
-        self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
-        self.net = PlanarGraspNet()
-        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        net = PlanarGraspNet()
+        super().__init__(net, net.parameters(), settings, seed)
         self.windows: list[np.ndarray] = []
         self.openings: list[int] = []
-        self.rewards: list[float] = []
-        self.test: list[bool] = []
-        self.retrain_weights: np.ndarray | None = None  # per training example, from the last round's net
-        self.rounds = 0
-
-    def __len__(self) -> int:
-        return len(self.rewards)
 
     def add(self, record: ExperienceRecord, observation: Observation) -> None:
         window, opening = example_of(record, observation)
         self.windows.append(window.astype(np.float32))
         self.openings.append(opening)
-        self.rewards.append(float(record.reward))
-        self.test.append(record.test)
+        self._note(record)
 
-    def checkpoint(self) -> dict:
-        return {
-            "state_dict": self.net.state_dict(),
-            "optimiser": self.optimiser.state_dict(),
-            "rounds": self.rounds,
-            "settings": asdict(self.settings),
-        }
-
-    def restore(self, checkpoint: dict) -> None:
-        self.net.load_state_dict(checkpoint["state_dict"])
-        if "optimiser" in checkpoint:
-            self.optimiser.load_state_dict(checkpoint["optimiser"])
-        self.rounds = int(checkpoint.get("rounds", 0))
-
-    def _split(self) -> tuple[np.ndarray, np.ndarray]:
-        test = np.asarray(self.test, bool)
-        return np.flatnonzero(~test), np.flatnonzero(test)
-
-    def _logits(self, indices: np.ndarray) -> np.ndarray:
+    def test_logits(self, indices: np.ndarray) -> np.ndarray:
         """The net's logit at each example's opening, in eval mode."""
         self.net.eval()
         out = []
@@ -118,13 +91,13 @@ class PlanarLearner:
     def train_round(self) -> dict:
         """One round of ``steps_per_round`` steps on the training examples; returns the round's metrics."""
         settings = self.settings
-        train, test = self._split()
+        train, test = self.split()
         if train.size == 0:
             return {"round": self.rounds, "train_examples": 0, "test_examples": int(test.size)}
         rewards = np.asarray(self.rewards, np.float32)
         # weighted retraining: the weights come from the net as it stands before this round
         if settings.weighted_retraining and self.rounds > 0:
-            psi = 1.0 / (1.0 + np.exp(-self._logits(train)))
+            psi = 1.0 / (1.0 + np.exp(-self.test_logits(train)))
             plausibility = 1.0 - np.abs(rewards[train] - psi)
             retrain = train.size * plausibility / max(plausibility.sum(), 1e-9)
         else:
@@ -148,34 +121,7 @@ class PlanarLearner:
             self.optimiser.step()
             losses.append(loss.item())
         self.rounds += 1
-        metrics = {
-            "round": self.rounds,
-            "train_examples": int(train.size),
-            "test_examples": int(test.size),
-            "train_success": round(success, 4),
-            "train_loss": round(float(np.mean(losses)), 5),
-        }
-        metrics.update(self.evaluate(test))
-        return metrics
-
-    def evaluate(self, indices: np.ndarray) -> dict:
-        """Test loss (unweighted cross entropy), accuracy and F1 at psi = 0.5 (seed 002 Fig. 6)."""
-        if indices.size == 0:
-            return {}
-        rewards = np.asarray(self.rewards, np.float32)[indices]
-        logits = torch.from_numpy(self._logits(indices))
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(rewards)).item()
-        predicted = logits.numpy() > 0.0
-        actual = rewards > 0.5
-        true_positive = int((predicted & actual).sum())
-        precision = true_positive / max(int(predicted.sum()), 1)
-        recall = true_positive / max(int(actual.sum()), 1)
-        f1 = 2 * precision * recall / max(precision + recall, 1e-9)
-        return {
-            "test_loss": round(loss, 5),
-            "test_accuracy": round(float((predicted == actual).mean()), 4),
-            "test_f1": round(f1, 4),
-        }
+        return self.round_metrics(train, test, losses)
 
 
 def _augmented(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:

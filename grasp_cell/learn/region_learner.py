@@ -20,15 +20,16 @@ batches from every attempt so far (the same loss on the same examples, more data
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from grasp_cell.learn.experience import ExperienceRecord
-from grasp_cell.models.base import Observation
+from grasp_cell.learn.learner import OnlineLearner
+from grasp_cell.models.base import Observation, bin_floor
 from grasp_cell.models.region_net import OUTPUT, PATCH, PretextDecoder, SuctionRegionNet
-from grasp_cell.models.suction_region import CELL, RegionInput, bin_floor, run_net
+from grasp_cell.models.suction_region import CELL, RGB_MEAN, RGB_SCALE, RegionInput, run_net
 
 ENCODERS = ("pretrained", "random", "trained")
 CENTRE = (OUTPUT // 2) * CELL + CELL // 2  # [px] the patch pixel at the centre of output cell 28: 85
@@ -62,8 +63,8 @@ def augment(rgb: np.ndarray, heights: np.ndarray, rng: np.random.Generator) -> t
     return np.ascontiguousarray(rgb), np.ascontiguousarray(heights), row // CELL, col // CELL
 
 
-class RegionLearner:
-    """Examples in memory (colour as uint8, heights as float16), the net, and training rounds."""
+class RegionLearner(OnlineLearner):
+    """Patches in memory (colour as uint8, heights as float16), and training rounds on them."""
 
     name = "suction_region"
 
@@ -72,48 +73,29 @@ class RegionLearner:
         if settings.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder '{settings.encoder}'; expected one of {', '.join(ENCODERS)}")
         if settings.encoder == "pretrained" and encoder_state is None:
-            raise ValueError("the pretrained encoder needs its weights (python -m grasp_cell.learn.region_learner)")
-        self.settings = settings
-        self.rng = np.random.default_rng(seed)
+            raise ValueError("the pretrained encoder needs its weights (learn.online run --encoder pretrained)")
         torch.manual_seed(seed)
-        self.net = SuctionRegionNet()
+        net = SuctionRegionNet()
         if encoder_state is not None:
-            self.net.encoder.load_state_dict(encoder_state)
+            net.encoder.load_state_dict(encoder_state)
         self.frozen = settings.encoder != "trained"
         if self.frozen:
-            self.net.encoder.requires_grad_(False)  # no gradients computed through it: a round costs a third
-        trained = self.net.decoder_parameters() if self.frozen else list(self.net.parameters())
-        self.optimiser = torch.optim.Adam(trained, lr=settings.lr, weight_decay=settings.weight_decay)
+            net.encoder.requires_grad_(False)  # no gradients computed through it: a round costs a third
+        super().__init__(net, net.decoder_parameters() if self.frozen else net.parameters(), settings, seed)
         self.rgb: list[np.ndarray] = []
         self.heights: list[np.ndarray] = []
-        self.rewards: list[float] = []
-        self.test: list[bool] = []
-        self.rounds = 0
-
-    def __len__(self) -> int:
-        return len(self.rewards)
 
     def add(self, record: ExperienceRecord, observation: Observation) -> None:
         patch = example_of(record, observation)
-        self.rgb.append(np.clip(patch.rgb * 0.25 * 255 + 0.5 * 255, 0, 255).round().astype(np.uint8))
+        colour = (patch.rgb * RGB_SCALE + RGB_MEAN) * 255.0  # back to the camera's uint8 to keep memory small
+        self.rgb.append(np.clip(colour, 0, 255).round().astype(np.uint8))
         self.heights.append(patch.heights.astype(np.float16))
-        self.rewards.append(float(record.reward))
-        self.test.append(record.test)
-
-    def checkpoint(self) -> dict:
-        return {"state_dict": self.net.state_dict(), "optimiser": self.optimiser.state_dict(),
-                "rounds": self.rounds, "settings": asdict(self.settings)}
-
-    def restore(self, checkpoint: dict) -> None:
-        self.net.load_state_dict(checkpoint["state_dict"])
-        if "optimiser" in checkpoint:
-            self.optimiser.load_state_dict(checkpoint["optimiser"])
-        self.rounds = int(checkpoint.get("rounds", 0))
+        self._note(record)
 
     def _batch(self, indices, augmented: bool):
         inputs, cells = [], []
         for i in indices:
-            rgb = (self.rgb[i].astype(np.float32) / 255.0 - 0.5) / 0.25
+            rgb = (self.rgb[i].astype(np.float32) / 255.0 - RGB_MEAN) / RGB_SCALE
             heights = self.heights[i].astype(np.float32)
             if augmented:
                 rgb, heights, row, col = augment(rgb, heights, self.rng)
@@ -130,8 +112,7 @@ class RegionLearner:
         return logits[torch.arange(len(cells)), rows, cols]
 
     def train_round(self) -> dict:
-        test = np.asarray(self.test, bool)
-        train, held = np.flatnonzero(~test), np.flatnonzero(test)
+        train, held = self.split()
         if train.size == 0:
             return {"round": self.rounds, "train_examples": 0, "test_examples": int(held.size)}
         rewards = np.asarray(self.rewards, np.float32)
@@ -149,23 +130,13 @@ class RegionLearner:
             self.optimiser.step()
             losses.append(loss.item())
         self.rounds += 1
-        metrics = {"round": self.rounds, "train_examples": int(train.size), "test_examples": int(held.size),
-                   "train_success": round(float(rewards[train].mean()), 4),
-                   "train_loss": round(float(np.mean(losses)), 5)}
-        metrics.update(self.evaluate(held))
-        return metrics
+        return self.round_metrics(train, held, losses)
 
-    def evaluate(self, indices: np.ndarray) -> dict:
-        if indices.size == 0:
-            return {}
+    def test_logits(self, indices: np.ndarray) -> np.ndarray:
         self.net.eval()
-        rewards = np.asarray(self.rewards, np.float32)[indices]
         with torch.inference_mode():
-            logits = torch.cat([self._cell_logits(*self._batch(indices[i : i + 32], augmented=False))
-                                for i in range(0, indices.size, 32)])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(rewards)).item()
-        predicted, actual = logits.numpy() > 0.0, rewards > 0.5
-        return {"test_loss": round(loss, 5), "test_accuracy": round(float((predicted == actual).mean()), 4)}
+            return torch.cat([self._cell_logits(*self._batch(indices[i : i + 32], augmented=False))
+                              for i in range(0, indices.size, 32)]).numpy()
 
 
 # --- pretraining the encoder without labels ----------------------------------------------------------------

@@ -37,6 +37,19 @@ class Observation:
             raise DepthError(f"color is {self.color.shape[1]}x{self.color.shape[0]}, depth is {size[1]}x{size[0]}")
 
 
+def bin_floor(observation: Observation) -> float:
+    """Camera z [m] of the bin floor: the deep end (95th percentile) of the depths inside the roi; ValueError
+    when the roi shows no depth."""
+    intrinsics = observation.intrinsics
+    u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
+    region = observation.depth[int(v_min) : int(v_max), int(u_min) : int(u_max)]
+    with np.errstate(invalid="ignore"):
+        seen = region[region > 0]
+    if seen.size == 0:
+        raise ValueError("no depth inside the bin's region of interest")
+    return float(np.percentile(seen, 95))
+
+
 class GraspModel(abc.ABC):
     """Image in, ranked grasps (camera frame, best first) out."""
 

@@ -343,8 +343,9 @@ def _footprint_box(depth: np.ndarray, intrinsics, roi: tuple[int, int, int, int]
     """The pixels whose points a finger of a grasp inside ``roi`` can stand among: the roi grown by the jaw's
     reach from its centre to a finger's far corner, seen at the nearest depth in the roi."""
     u_min, v_min, u_max, v_max = roi
+    region = depth[v_min:v_max, u_min:u_max]
     with np.errstate(invalid="ignore"):
-        nearest = np.nanmin(np.where(depth[v_min:v_max, u_min:u_max] > 0, depth[v_min:v_max, u_min:u_max], np.nan))
+        nearest = np.nanmin(np.where(region > 0, region, np.nan))
     reach = math.hypot(0.5 * jaw.max_opening + jaw.finger_thickness, 0.5 * jaw.finger_width)  # [m]
     margin = math.ceil(reach * max(intrinsics.fx, intrinsics.fy) / float(nearest)) + 1  # [px]
     return u_min - margin, v_min - margin, u_max + margin, v_max + margin

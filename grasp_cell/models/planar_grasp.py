@@ -27,7 +27,7 @@ from grasp_cell.core.geometry import ParallelDepth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
-from grasp_cell.models.base import Observation, models_dir, register_weights_files, weights_file_factory
+from grasp_cell.models.base import Observation, bin_floor, models_dir, register_weights_files, weights_file_factory
 from grasp_cell.models.selection import SELECTIONS, ExplorationSchedule, select
 from grasp_cell.models.snapshots import LearningGraspModel
 
@@ -58,12 +58,7 @@ class Overview:
         deep end of the roi's depths. ``margin`` [px] of image around the roi is kept (walls, context)."""
         intrinsics = observation.intrinsics
         u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
-        region = observation.depth[int(v_min) : int(v_max), int(u_min) : int(u_max)]
-        with np.errstate(invalid="ignore"):
-            seen = region[region > 0]
-        if seen.size == 0:
-            raise ValueError("no depth inside the bin's region of interest")
-        floor = float(np.percentile(seen, 95))
+        floor = bin_floor(observation)
         box = (u_min - margin, v_min - margin, u_max + margin, v_max + margin)
         parallel = ParallelDepth.from_depth(observation.depth, intrinsics, box, eta=1.0 / CELL)
         with np.errstate(invalid="ignore"):

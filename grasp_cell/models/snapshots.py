@@ -13,9 +13,14 @@ import json
 import os
 from pathlib import Path
 
+from grasp_cell.eval.attempt_log import write_json
 from grasp_cell.models.base import GraspModel
 
 LATEST_FILE = "latest.json"
+
+
+def snapshot_file(version: int) -> str:
+    return f"snapshot_{version:05d}.pt"
 
 
 class SnapshotFolder:
@@ -29,11 +34,11 @@ class SnapshotFolder:
         self.folder.mkdir(parents=True, exist_ok=True)
         latest = self.latest()
         version = 0 if latest is None else int(latest["version"]) + 1
-        name = f"snapshot_{version:05d}.pt"
+        name = snapshot_file(version)
         tmp = self.folder / (name + ".tmp")
         torch.save(checkpoint, tmp)
         os.replace(tmp, self.folder / name)
-        _write_json(self.folder / LATEST_FILE, {**info, "version": version, "file": name})
+        write_json(self.folder / LATEST_FILE, {**info, "version": version, "file": name})
         return version
 
     def latest(self) -> dict | None:
@@ -120,9 +125,3 @@ class LearningGraspModel(GraspModel):
             return False
         self._load(update.pop("checkpoint"), update)
         return True
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from grasp_cell.core.grasp import Grasp, GripperKind
-from grasp_cell.models.base import Observation, models_dir, register_weights_files, weights_file_factory
+from grasp_cell.models.base import Observation, bin_floor, models_dir, register_weights_files, weights_file_factory
 from grasp_cell.models.selection import decaying_exploration
 from grasp_cell.models.snapshots import LearningGraspModel
 from grasp_cell.models.suction_grasp import window
@@ -55,18 +55,6 @@ class RegionInput:
             colour = window(observation.color, left, top, width, height, 0)
             rgb = (np.moveaxis(colour, -1, 0).astype(np.float32) / 255.0 - RGB_MEAN) / RGB_SCALE
         return cls(rgb.astype(np.float32), heights)
-
-
-def bin_floor(observation: Observation) -> float:
-    """Camera z of the bin floor: the deep end of the depths inside the roi."""
-    intrinsics = observation.intrinsics
-    u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
-    region = observation.depth[int(v_min) : int(v_max), int(u_min) : int(u_max)]
-    with np.errstate(invalid="ignore"):
-        seen = region[region > 0]
-    if seen.size == 0:
-        raise ValueError("no depth inside the bin's region of interest")
-    return float(np.percentile(seen, 95))
 
 
 def run_net(net, inputs: list[RegionInput]):
