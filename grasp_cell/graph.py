@@ -41,7 +41,9 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     ),
 }
 
-LEARNING_MODELS = ("planar_fcn", "suction_region")  # models a learning cell can train (grasp_cell.learn.online)
+# models a learning cell can train: the names of grasp_cell.learn.online.LEARNING_MODELS (kept as plain data
+# here so that the launch file does not import the learning code; test_graph checks that the two agree)
+LEARNING_MODELS = ("planar_fcn", "suction_region")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,13 @@ def test_learning_mode_adds_a_trainer_and_points_the_nodes_at_one_folder(tmp_pat
         node_graph({"learn": str(tmp_path)})  # the baseline does not learn
 
 
+def test_learning_models_are_those_the_learning_code_has():
+    from grasp_cell.graph import LEARNING_MODELS
+    from grasp_cell.learn import online
+
+    assert set(LEARNING_MODELS) == set(online.LEARNING_MODELS)
+
+
 def test_parse_key_values():
     assert parse_key_values(["parts:=5", "model:=baseline"]) == {"parts": "5", "model": "baseline"}
     with pytest.raises(ValueError):

@@ -26,6 +26,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -60,26 +61,57 @@ class LearningSetup:
     reset_after_failures: int = 20  # a bin that fails this often in a row is dropped again (stuck parts)
 
 
-# the seed's arm and gripper for each model that learns in the cell
-SEED_CELLS = {"planar_fcn": ("iiwa", "parallel"), "suction_region": ("ur5", "suction")}
-LEARNERS = tuple(SEED_CELLS)
 PRETRAINED_ENCODER = "pretrained_encoder.pt"
 
 
-def _learner(setup: LearningSetup, run_dir: Path):
-    if setup.model == "planar_fcn":
-        from grasp_cell.learn.planar_learner import PlanarLearner
+def _planar_learner(setup: LearningSetup, run_dir: Path):
+    from grasp_cell.learn.planar_learner import PlanarLearner
 
-        return PlanarLearner(seed=setup.seed)
-    if setup.model == "suction_region":
+    return PlanarLearner(seed=setup.seed)
 
-        from grasp_cell.learn.region_learner import RegionLearner, RegionTrainSettings
 
-        encoder = None
-        if setup.encoder == "pretrained":
-            encoder = _pretrained_encoder(run_dir)
-        return RegionLearner(RegionTrainSettings(encoder=setup.encoder), setup.seed, encoder)
-    raise ValueError(f"no learner for model '{setup.model}'; expected one of {', '.join(LEARNERS)}")
+def _region_learner(setup: LearningSetup, run_dir: Path):
+    from grasp_cell.learn.region_learner import RegionLearner, RegionTrainSettings
+
+    encoder = _pretrained_encoder(run_dir) if setup.encoder == "pretrained" else None
+    return RegionLearner(RegionTrainSettings(encoder=setup.encoder), setup.seed, encoder)
+
+
+def _planar_model(*args, **options):
+    from grasp_cell.models.planar_grasp import PlanarGraspModel
+
+    return PlanarGraspModel(*args, **options)
+
+
+def _region_model(*args, **options):
+    from grasp_cell.models.suction_region import SuctionRegionModel
+
+    return SuctionRegionModel(*args, **options)
+
+
+@dataclass(frozen=True)
+class LearningModel:
+    """A model that learns in the cell: the seed's arm and gripper, its learner, and the model itself (built
+    with a checkpoint or None, and the model's options)."""
+
+    robot: str
+    gripper: str
+    learner: Callable
+    model: Callable
+
+
+LEARNING_MODELS = {
+    "planar_fcn": LearningModel("iiwa", "parallel", _planar_learner, _planar_model),  # seed 002's cell
+    "suction_region": LearningModel("ur5", "suction", _region_learner, _region_model),  # seed 001's cell
+}
+
+
+def _kind(setup: LearningSetup) -> LearningModel:
+    try:
+        return LEARNING_MODELS[setup.model]
+    except KeyError:
+        names = ", ".join(LEARNING_MODELS)
+        raise ValueError(f"no learner for model '{setup.model}'; expected one of {names}") from None
 
 
 def _pretrained_encoder(run_dir: Path) -> dict:
@@ -96,20 +128,6 @@ def _pretrained_encoder(run_dir: Path) -> dict:
         raise ValueError(f"no pretrained encoder in {run_dir} and no {shipped}")
     state = torch.load(shipped, map_location="cpu", weights_only=True)["state_dict"]
     return {key.removeprefix("encoder."): value for key, value in state.items() if key.startswith("encoder.")}
-
-
-def _model(setup: LearningSetup, checkpoint: dict | None, selection: str, snapshots: Path | None = None,
-           seed: int = 0):
-    """The learning model: following a run's snapshots (exploring), or on fixed weights (exploiting)."""
-    if setup.model == "planar_fcn":
-        from grasp_cell.models.planar_grasp import PlanarGraspModel
-
-        return PlanarGraspModel(checkpoint, selection=selection, snapshots=snapshots, seed=seed)
-    if setup.model == "suction_region":
-        from grasp_cell.models.suction_region import SuctionRegionModel
-
-        return SuctionRegionModel(checkpoint, selection=selection, snapshots=snapshots, seed=seed)
-    raise ValueError(f"no learner for model '{setup.model}'; expected one of {', '.join(LEARNERS)}")
 
 
 def unlabelled_images(setup: LearningSetup, sim_config: Path, bins: int) -> list[Observation]:
@@ -155,7 +173,7 @@ def train_in_background(run_dir: Path, setup: LearningSetup, stop, threads: int 
     torch.set_num_threads(threads)
     run_dir = Path(run_dir)
     snapshots = SnapshotFolder(run_dir / SNAPSHOTS_DIR)
-    learner = _learner(setup, run_dir)
+    learner = _kind(setup).learner(setup, run_dir)
     latest = snapshots.latest()
     trained_on = 0
     if latest is None:
@@ -207,7 +225,7 @@ def learning_run(run_dir: Path, setup: LearningSetup, attempts: int, sim_config:
         time.sleep(0.1)
     # a resumed run draws other bins and other explorations than the attempts it already made
     seed = setup.seed + len(store)
-    model = _model(setup, None, "schedule", run_dir / SNAPSHOTS_DIR, seed)
+    model = _kind(setup).model(None, selection="schedule", snapshots=run_dir / SNAPSHOTS_DIR, seed=seed)
     config = CellConfig.from_yaml(sim_config).with_cell(setup.robot, setup.gripper, seed)
     failures_in_row = 0
     try:
@@ -241,7 +259,7 @@ def learning_run(run_dir: Path, setup: LearningSetup, attempts: int, sim_config:
                     rewards = [r.reward for r in store.records[-CURVE_WINDOW:]]
                     bar.set_postfix(success=f"{100 * np.mean(rewards):.0f}%", version=model.version)
                 if len(store) % 250 == 0:
-                    write_learning_curve(run_dir)
+                    write_learning_curve(run_dir, store.records)
     finally:
         stop.set()
         trainer.join(timeout=60)
@@ -254,20 +272,23 @@ def learning_run(run_dir: Path, setup: LearningSetup, attempts: int, sim_config:
         "attempts_this_session": made,
         "wall_seconds": round(wall, 1),
         "attempts_per_hour": round(3600.0 * made / max(wall, 1e-9), 1),
-        "final_success_last_100": write_learning_curve(run_dir),
+        "final_success_last_100": write_learning_curve(run_dir, store.records),
         "weights_version": (snapshots.latest() or {}).get("version"),
     }
     append_line(run_dir / "sessions.jsonl", json.dumps({**summary, "ended": time.time()}, sort_keys=True))
     return summary
 
 
-def _trained_attempts(run_dir: Path, info: dict) -> int | None:
-    """How many attempts the weights of snapshot ``info`` were trained on (version 0: none)."""
-    if "attempts" in info:
-        return int(info["attempts"])
-    path = run_dir / TRAINING_FILE
+def load_setup(run_dir: Path) -> LearningSetup:
+    return LearningSetup(**json.loads((Path(run_dir) / "run.json").read_text())["setup"])
+
+
+def training_round(run_dir: Path, version: int) -> dict:
+    """The ``training.jsonl`` line of the round that published ``version`` ({} for version 0, the random
+    start, or a run without rounds)."""
+    path = Path(run_dir) / TRAINING_FILE
     rounds = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return next((int(r["attempts"]) for r in rounds if r.get("version") == info["version"]), 0)
+    return next((r for r in rounds if r.get("version") == version), {})
 
 
 def _check_setup(run_dir: Path, setup: LearningSetup) -> None:
@@ -292,47 +313,46 @@ def learning_curve(rewards: list[float], window: int = CURVE_WINDOW) -> np.ndarr
     return (total - before) / counts
 
 
-def write_learning_curve(run_dir: Path) -> float | None:
-    """``learning_curve.csv`` and ``.png`` from the records; returns the last value."""
-    from grasp_cell.learn.training import pyplot
-
-    records = read_records(Path(run_dir) / EXPERIENCE_DIR)
+def write_learning_curve(run_dir: Path, records: list | None = None) -> float | None:
+    """``learning_curve.csv`` and ``.png`` from the records (read from the folder unless given); returns
+    the last value."""
+    records = read_records(Path(run_dir) / EXPERIENCE_DIR) if records is None else records
     if not records:
         return None
     curve = learning_curve([r.reward for r in records])
     lines = ["attempt,reward,success_last_100,version,selection"]
     lines += [f"{r.attempt},{r.reward:.0f},{c:.4f},{r.version},{r.selection}" for r, c in zip(records, curve)]
     (Path(run_dir) / CURVE_CSV).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    axis.plot(np.arange(1, len(curve) + 1), 100 * curve, lw=1.2)
-    axis.set_xlabel("attempt")
-    axis.set_ylabel(f"success over the last {CURVE_WINDOW} attempts [%]")
-    axis.set_ylim(0, 100)
-    axis.grid(alpha=0.3)
-    axis.set_title(f"{Path(run_dir).name}: learning in the simulated cell")
-    figure.tight_layout()
-    figure.savefig(Path(run_dir) / CURVE_PNG, dpi=100)
-    plt.close(figure)
+    plot_curves({"": curve}, Path(run_dir) / CURVE_PNG, f"{Path(run_dir).name}: learning in the simulated cell")
     return float(curve[-1])
 
 
-def plot_curves(run_dirs: list[Path], out: Path) -> None:
-    """The learning curves of several runs on one plot, labelled by model (and encoder)."""
+def run_curves(run_dirs: list[Path]) -> dict[str, np.ndarray]:
+    """The learning curves of several runs, labelled by model (and encoder)."""
+    curves = {}
+    for run_dir in run_dirs:
+        setup = load_setup(run_dir)
+        label = setup.model + (f", {setup.encoder} encoder" if setup.encoder else "")
+        curves[label] = learning_curve([r.reward for r in read_records(Path(run_dir) / EXPERIENCE_DIR)])
+    return curves
+
+
+def plot_curves(curves: dict[str, np.ndarray], out: Path, title: str = "") -> None:
+    """Success over the last 100 attempts against attempts, one line per curve (a legend when labelled)."""
     from grasp_cell.learn.training import pyplot
 
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    for run_dir in run_dirs:
-        setup = json.loads((Path(run_dir) / "run.json").read_text())["setup"]
-        curve = learning_curve([r.reward for r in read_records(Path(run_dir) / EXPERIENCE_DIR)])
-        label = setup["model"] + (f", {setup['encoder']} encoder" if setup.get("encoder") else "")
-        axis.plot(np.arange(1, len(curve) + 1), 100 * curve, lw=1.2, label=label)
+    for label, curve in curves.items():
+        axis.plot(np.arange(1, len(curve) + 1), 100 * curve, lw=1.2, label=label or None)
     axis.set_xlabel("attempt")
     axis.set_ylabel(f"success over the last {CURVE_WINDOW} attempts [%]")
     axis.set_ylim(0, 100)
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right")
+    if title:
+        axis.set_title(title)
+    if any(curves):
+        axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(out, dpi=100)
     plt.close(figure)
@@ -347,14 +367,14 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
     from grasp_cell.sim.config import CellConfig
 
     run_dir = Path(run_dir)
-    setup = LearningSetup(**json.loads((run_dir / "run.json").read_text())["setup"])
+    setup = load_setup(run_dir)
     snapshots = SnapshotFolder(run_dir / SNAPSHOTS_DIR)
     info = snapshots.latest()
     if info is None:
         raise ValueError(f"{run_dir} has no weights yet")
     if version is not None:
         info = {"version": version, "file": snapshot_file(version)}
-    model = _model(setup, snapshots.load(info), "max")
+    model = _kind(setup).model(snapshots.load(info), selection="max")
     base = CellConfig.from_yaml(sim_config)
     records = []
     out = run_dir / "evaluations" / f"snapshot_{info['version']:05d}"
@@ -370,7 +390,7 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
     total = summarize(records)
     result = {
         "version": info["version"],
-        "trained_attempts": _trained_attempts(run_dir, info),
+        "trained_attempts": int(training_round(run_dir, info["version"]).get("attempts", 0)),
         "bins": bins,
         "parts_per_bin": setup.parts,
         "attempts": total.attempts,
@@ -397,12 +417,10 @@ def ship(run_dir: Path, evaluation: dict, models: Path) -> Path:
     import yaml
 
     run_dir = Path(run_dir)
-    setup = LearningSetup(**json.loads((run_dir / "run.json").read_text())["setup"])
-    snapshots = SnapshotFolder(run_dir / SNAPSHOTS_DIR)
+    setup = load_setup(run_dir)
     version = evaluation["version"]
-    checkpoint = snapshots.load({"file": snapshot_file(version)})
-    rounds = [json.loads(line) for line in (run_dir / TRAINING_FILE).read_text().splitlines()]
-    trained = next((r for r in rounds if r.get("version") == version), rounds[-1] if rounds else {})
+    checkpoint = SnapshotFolder(run_dir / SNAPSHOTS_DIR).load({"file": snapshot_file(version)})
+    trained = training_round(run_dir, version)
     sessions = [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]
     models.mkdir(parents=True, exist_ok=True)
     weights = models / f"{setup.model}.pt"
@@ -439,10 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="learn in the simulated cell (resumes --out)")
-    run.add_argument("--model", default="planar_fcn", choices=LEARNERS)
+    run.add_argument("--model", default="planar_fcn", choices=list(LEARNING_MODELS))
     run.add_argument("--attempts", type=int, default=3000, help="stop when the folder holds this many attempts")
     run.add_argument("--parts", type=int, default=20)
-    run.add_argument("--robot", default=None, help="default: the model's seed arm (see SEED_CELLS)")
+    run.add_argument("--robot", default=None, help="default: the model's seed arm (see LEARNING_MODELS)")
     run.add_argument("--encoder", default="pretrained", choices=("pretrained", "random", "trained"),
                      help="suction_region: what stands in for the seed's frozen ImageNet encoder")
     run.add_argument("--seed", type=int, default=0)
@@ -460,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
 
     if options.command == "run":
-        robot, gripper = SEED_CELLS[options.model]
-        setup = LearningSetup(model=options.model, robot=options.robot or robot, gripper=gripper,
+        kind = LEARNING_MODELS[options.model]
+        setup = LearningSetup(model=options.model, robot=options.robot or kind.robot, gripper=kind.gripper,
                               encoder=options.encoder if options.model == "suction_region" else "",
                               parts=options.parts, seed=options.seed, retrain_every=options.retrain_every)
         summary = learning_run(options.out, setup, options.attempts, options.sim_config)
@@ -469,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"learning curve: {options.out / CURVE_PNG}")
         return 0
     if options.command == "curves":
-        plot_curves(options.runs, options.png)
+        plot_curves(run_curves(options.runs), options.png)
         print(f"wrote {options.png}")
         return 0
     result = evaluate(options.out, options.bins, options.sim_config, options.version)

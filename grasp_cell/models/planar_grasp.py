@@ -32,6 +32,7 @@ from grasp_cell.models.selection import SELECTIONS, ExplorationSchedule, select
 from grasp_cell.models.snapshots import LearningGraspModel
 
 ANGLES = 20  # seed 002: 20 rotations over 180 degrees (9 degree steps)
+THETAS = np.arange(ANGLES) * (math.pi / ANGLES)  # [rad] the angle of each class
 POSITIONS = 40  # seed 002: 40 x 40 positions per rotation
 CELL = 0.0025  # [m] overview cell (2.5 mm); positions lie STRIDE cells (10 mm) apart
 OPENINGS = (0.04, 0.06, 0.08)  # [m] the three gripper distances d (seed 002: 20 mm apart)
@@ -78,15 +79,9 @@ class Overview:
         import torch.nn.functional as F
 
         centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
-        closing = closing_direction(np.asarray(thetas, dtype=np.float64).reshape(-1))  # (n, 2)
-        across = np.stack([-closing[:, 1], closing[:, 0]], axis=-1)
-        steps = (np.arange(size) - 0.5 * (size - 1)) * CELL
         # camera-frame (x, y) of every sample, then the overview's fractional (col, row)
-        xy = (
-            centres[:, None, None, :]
-            + steps[None, None, :, None] * closing[:, None, None, :]
-            + steps[None, :, None, None] * across[:, None, None, :]
-        )
+        steps = (np.arange(size) - 0.5 * (size - 1)) * CELL
+        xy = turned_grid(centres, np.asarray(thetas, dtype=np.float64).reshape(-1), steps)
         rows, cols = self.heights.shape
         col = (xy[..., 0] - self.parallel.x0) * self.parallel.eta
         row = (xy[..., 1] - self.parallel.y0) * self.parallel.eta
@@ -111,22 +106,28 @@ class PlanarAction:
 
     @property
     def theta(self) -> float:
-        return self.angle * math.pi / ANGLES
+        return float(THETAS[self.angle])
+
+
+def turned_grid(centres: np.ndarray, thetas: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(n, m, m, 2) camera-frame (x, y): point [k, i, j] lies ``steps[j]`` along the closing direction of
+    ``thetas[k]`` and ``steps[i]`` across it from ``centres[k]`` (n, 2): a square grid turned with a grasp."""
+    closing = closing_direction(thetas)  # (n, 2)
+    across = np.stack([-closing[:, 1], closing[:, 0]], axis=-1)
+    return (
+        centres[:, None, None, :]
+        + steps[None, None, :, None] * closing[:, None, None, :]
+        + steps[None, :, None, None] * across[:, None, None, :]
+    )
 
 
 def canvas_centres(overview: Overview, thetas: np.ndarray) -> np.ndarray:
     """(angles, POSITIONS, POSITIONS, 2) camera-frame centres of the dense pass's windows per angle."""
     from grasp_cell.models.planar_net import STRIDE
 
-    closing = closing_direction(np.asarray(thetas, dtype=np.float64))  # (a, 2)
-    across = np.stack([-closing[:, 1], closing[:, 0]], axis=-1)
-    steps = (np.arange(POSITIONS) - 0.5 * (POSITIONS - 1)) * STRIDE * CELL
-    centre = np.asarray(overview.centre)
-    return (
-        centre[None, None, None, :]
-        + steps[None, None, :, None] * closing[:, None, None, :]
-        + steps[None, :, None, None] * across[:, None, None, :]
-    )
+    thetas = np.asarray(thetas, dtype=np.float64)
+    centres = np.repeat(np.asarray(overview.centre, dtype=np.float64)[None], len(thetas), axis=0)
+    return turned_grid(centres, thetas, (np.arange(POSITIONS) - 0.5 * (POSITIONS - 1)) * STRIDE * CELL)
 
 
 def fingers_inside_bin(overview: Overview, centres: np.ndarray, thetas, openings, jaw: JawGeometry) -> np.ndarray:
@@ -203,11 +204,10 @@ class PlanarGraspModel(LearningGraspModel):
 
         torch = self._torch
         torch.set_num_threads(self.threads)
-        thetas = np.arange(ANGLES) * (math.pi / ANGLES)
         canvas = WINDOW + STRIDE * (POSITIONS - 1)
         centres = np.repeat(np.asarray(overview.centre)[None], ANGLES, axis=0)
         with torch.inference_mode():
-            images = overview.windows(centres, thetas, canvas)
+            images = overview.windows(centres, THETAS, canvas)
             return torch.sigmoid(self.net(images)).numpy()
 
     def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
@@ -219,10 +219,9 @@ class PlanarGraspModel(LearningGraspModel):
         except ValueError:
             return []  # nothing seen in the bin: nothing to grasp
         probability = self.predict(overview)
-        thetas = np.arange(ANGLES) * (math.pi / ANGLES)
-        centres = canvas_centres(overview, thetas)  # (ANGLES, POSITIONS, POSITIONS, 2)
+        centres = canvas_centres(overview, THETAS)  # (ANGLES, POSITIONS, POSITIONS, 2)
         # every choice of the dense output: (ANGLES, OPENINGS, POSITIONS, POSITIONS)
-        valid = fingers_inside_bin(overview, centres[:, None], thetas[:, None, None, None],
+        valid = fingers_inside_bin(overview, centres[:, None], THETAS[:, None, None, None],
                                    np.asarray(OPENINGS)[None, :, None, None], self.jaw)
         if not valid.any():
             return []
@@ -260,11 +259,8 @@ class PlanarGraspModel(LearningGraspModel):
         apart, coarse against a 20-30 mm part between the fingers."""
         from grasp_cell.models.planar_net import WINDOW
 
-        steps = np.asarray(REFINE_OFFSETS)
-        along, across = np.meshgrid(steps, steps, indexing="ij")
-        closing = closing_direction(action.theta)
-        sideways = np.array([-closing[1], closing[0]])
-        points = point + along.reshape(-1, 1) * closing + across.reshape(-1, 1) * sideways
+        points = turned_grid(np.asarray(point)[None], np.array([action.theta]), np.asarray(REFINE_OFFSETS))
+        points = points.reshape(-1, 2)
         points = points[fingers_inside_bin(overview, points, action.theta, OPENINGS[action.opening], self.jaw)]
         if len(points) == 0:
             return point, quality
