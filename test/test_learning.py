@@ -19,7 +19,7 @@ from grasp_cell.learn.experience import ExperienceFeed, ExperienceStore, is_test
 from grasp_cell.learn.online import learning_curve, main
 from grasp_cell.learn.planar_learner import PlanarLearner, PlanarTrainSettings, example_of
 from grasp_cell.models import Observation, available_models, create_model
-from grasp_cell.models.planar_grasp import ANGLES, OPENINGS, POSITIONS, Overview, PlanarGraspModel, canvas_centres
+from grasp_cell.models.planar_grasp import ANGLES, OPENINGS, POSITIONS, Canvases, Overview, PlanarGraspModel
 from grasp_cell.models.planar_net import STRIDE, WINDOW, PlanarGraspNet
 from grasp_cell.models.selection import ExplorationSchedule, decaying_exploration, select
 from grasp_cell.models.snapshots import SnapshotFolder, SnapshotWatcher
@@ -118,12 +118,13 @@ def test_dense_pass_equals_the_net_on_each_window():
     model = PlanarGraspModel.untrained(seed=3)
     model.net.layers[0].weight.data.normal_()  # random but not tiny: differences would show
     overview = Overview.from_observation(observation)
-    dense = model.predict(overview)
+    canvases = Canvases.of(overview)
+    dense = model.predict(canvases)
     assert dense.shape == (ANGLES, len(OPENINGS), POSITIONS, POSITIONS)
     thetas = np.arange(ANGLES) * math.pi / ANGLES
-    centres = canvas_centres(overview, thetas)
     for angle, row, col in [(0, 20, 20), (7, 11, 25), (13, 30, 8), (19, 5, 33)]:
-        window = overview.windows(centres[angle, row, col][None], thetas[angle:angle + 1], WINDOW)
+        centre = canvases.centres(angle, STRIDE * row, STRIDE * col)
+        window = overview.windows(centre[None], thetas[angle:angle + 1], WINDOW)
         with torch.inference_mode():
             single = torch.sigmoid(model.net(window))[0, :, 0, 0].numpy()
         assert np.allclose(single, dense[angle, :, row, col], atol=1e-5)

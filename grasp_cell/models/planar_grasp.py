@@ -8,6 +8,11 @@ per angle, 96 000 grasp choices (seed III-C). A selection function picks the one
 (``grasp_cell.models.selection``). The grasp's height is read from the depth under its centre (seed III-A):
 the fingertips go ``grip_depth`` below that surface, and never closer than ``tip_clearance`` to the floor.
 
+What the open fingers would land on is read from the same image, not learned by trial: a choice is only
+offered where, within ``REFINE_CELLS`` cells (5 mm) of its position, both finger footprints lie over the
+bin floor and leave the fingertips deep enough to grip (``Canvases.fingertips``); the chosen one is placed
+on such a window start, the best one by the net when exploiting.
+
 Served by name: ``planar_fcn`` from ``models/planar_fcn.pt``. Built with ``snapshots=<folder>`` it follows a
 learning run instead, loading each new weights version before the next plan
 (``grasp_cell.models.snapshots``).
@@ -37,8 +42,11 @@ POSITIONS = 40  # seed 002: 40 x 40 positions per rotation
 CELL = 0.0025  # [m] overview cell (2.5 mm); positions lie STRIDE cells (10 mm) apart
 OPENINGS = (0.04, 0.06, 0.08)  # [m] the three gripper distances d (seed 002: 20 mm apart)
 HEIGHT_SCALE = 0.05  # [m] heights above the floor are divided by this for the net
-REFINE_OFFSETS = (-0.005, -0.0025, 0.0, 0.0025, 0.005)  # [m] along and across the closing direction
-WALL_MARGIN = 0.002  # [m] open fingers stay this far inside the bin's walls
+REFINE_CELLS = 2  # exploiting choices are moved to the best window start within this many cells (5 mm)
+FINGER_MARGIN = 0.0  # [m] the open fingers' footprints are read this much larger on every side
+FINGER_CLEARANCE = 0.003  # [m] fingertips stop this far above the highest point seen under a finger
+MIN_GRIP = 0.005  # [m] fingers raised over a neighbour must still reach this far below the grasp's surface
+WALL_MARGIN = 0.003  # [m] open fingers stay this far inside the bin's walls (the cell grid rounds it by 1.25 mm)
 CHANGED_CELLS = 20  # overview cells that must change for a scene to count as changed
 WEIGHTS_NAME = re.compile(r"^planar_fcn$")
 
@@ -52,6 +60,7 @@ class Overview:
     floor: float  # [m] camera z of the bin floor
     centre: tuple[float, float]  # [m] camera-frame x, y of the bin floor's centre
     half_size: tuple[float, float]  # [m] half extents of the bin floor along camera x and y
+    on_floor: np.ndarray  # (rows, cols) float32: 1 over the bin floor (WALL_MARGIN inside its walls), else 0
 
     @classmethod
     def from_observation(cls, observation: Observation, margin: int = 60) -> "Overview":
@@ -68,13 +77,18 @@ class Overview:
         corners = intrinsics.deproject(np.array([u_min, u_max]), np.array([v_min, v_max]), floor)
         centre = 0.5 * (corners[0, :2] + corners[1, :2])
         half = 0.5 * np.abs(corners[1, :2] - corners[0, :2])
-        return cls(heights, parallel, floor, (float(centre[0]), float(centre[1])), (float(half[0]), float(half[1])))
+        x = parallel.x0 + np.arange(heights.shape[1]) / parallel.eta
+        y = parallel.y0 + np.arange(heights.shape[0]) / parallel.eta
+        inner = half - WALL_MARGIN
+        on_floor = (np.abs(y - centre[1]) <= inner[1])[:, None] & (np.abs(x - centre[0]) <= inner[0])[None, :]
+        return cls(heights, parallel, floor, (float(centre[0]), float(centre[1])), (float(half[0]), float(half[1])),
+                   on_floor.astype(np.float32))
 
-    def windows(self, centres: np.ndarray, thetas: np.ndarray, size: int):
-        """(n, 1, size, size) torch windows of the heights: window n is centred on camera-frame ``centres[n]``
-        (x, y), its columns run along the closing direction of ``thetas[n]`` and its rows across it, one
-        CELL apart; bilinear, 0 beyond the overview. Training crops and the inference canvas both come from
-        here, so they agree to the cell."""
+    def windows(self, centres: np.ndarray, thetas: np.ndarray, size: int, layers: np.ndarray | None = None):
+        """(n, k, size, size) torch windows of ``layers`` (k, rows, cols) on this grid, by default the heights
+        (k = 1): window n is centred on camera-frame ``centres[n]`` (x, y), its columns run along the closing
+        direction of ``thetas[n]`` and its rows across it, one CELL apart; bilinear, 0 beyond the overview.
+        Training crops and the inference canvas both come from here, so they agree to the cell."""
         import torch
         import torch.nn.functional as F
 
@@ -86,14 +100,16 @@ class Overview:
         col = (xy[..., 0] - self.parallel.x0) * self.parallel.eta
         row = (xy[..., 1] - self.parallel.y0) * self.parallel.eta
         grid = np.stack([2.0 * col / max(cols - 1, 1) - 1.0, 2.0 * row / max(rows - 1, 1) - 1.0], axis=-1)
-        image = torch.from_numpy(self.heights)[None, None].expand(len(centres), 1, rows, cols)
+        layers = self.heights[None] if layers is None else np.asarray(layers, dtype=np.float32)
+        image = torch.from_numpy(layers)[None].expand(len(centres), *layers.shape)
         grid = torch.from_numpy(grid.astype(np.float32))
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 @dataclass(frozen=True)
 class PlanarAction:
-    """One grasp choice of the dense output: angle class, opening class, position row and column."""
+    """One grasp choice: angle class, opening class, and the first cell (row, col) of its window in the
+    angle's canvas (``Canvases``). The dense pass judges the windows starting at every STRIDE-th cell."""
 
     angle: int
     opening: int
@@ -102,7 +118,11 @@ class PlanarAction:
 
     @classmethod
     def from_flat(cls, index: int) -> "PlanarAction":
-        return cls(*(int(i) for i in np.unravel_index(index, (ANGLES, len(OPENINGS), POSITIONS, POSITIONS))))
+        """The choice at flat ``index`` of the dense output (ANGLES, len(OPENINGS), POSITIONS, POSITIONS)."""
+        from grasp_cell.models.planar_net import STRIDE
+
+        angle, opening, row, col = np.unravel_index(index, (ANGLES, len(OPENINGS), POSITIONS, POSITIONS))
+        return cls(int(angle), int(opening), STRIDE * int(row), STRIDE * int(col))
 
     @property
     def theta(self) -> float:
@@ -121,29 +141,121 @@ def turned_grid(centres: np.ndarray, thetas: np.ndarray, steps: np.ndarray) -> n
     )
 
 
-def canvas_centres(overview: Overview, thetas: np.ndarray) -> np.ndarray:
-    """(angles, POSITIONS, POSITIONS, 2) camera-frame centres of the dense pass's windows per angle."""
-    from grasp_cell.models.planar_net import STRIDE
+@dataclass(frozen=True)
+class Fingertips:
+    """Where the fingertips of every window's grasp go, as normalised heights (like ``Overview.heights``),
+    (ANGLES, len(OPENINGS), starts, starts) over the window starts of ``Canvases``."""
 
-    thetas = np.asarray(thetas, dtype=np.float64)
-    centres = np.repeat(np.asarray(overview.centre, dtype=np.float64)[None], len(thetas), axis=0)
-    return turned_grid(centres, thetas, (np.arange(POSITIONS) - 0.5 * (POSITIONS - 1)) * STRIDE * CELL)
+    surface: np.ndarray  # height under the grasp centre (the mean of its four cells)
+    tips: np.ndarray  # fingertip height; NaN where the fingers cannot go down far enough to grip
+
+    def fit_near(self, stride: int, cells: int) -> np.ndarray:
+        """(ANGLES, len(OPENINGS), POSITIONS, POSITIONS): whether the fingers fit at some window start within
+        ``cells`` of each dense position (every ``stride``-th start)."""
+        fit = np.pad(np.isfinite(self.tips), ((0, 0), (0, 0), (cells, cells), (cells, cells)))
+        near = np.zeros(self.tips.shape[:2] + (POSITIONS, POSITIONS), dtype=bool)
+        span = stride * (POSITIONS - 1) + 1
+        for dr in range(2 * cells + 1):
+            for dc in range(2 * cells + 1):
+                near |= fit[:, :, dr:dr + span:stride, dc:dc + span:stride]
+        return near
 
 
-def fingers_inside_bin(overview: Overview, centres: np.ndarray, thetas, openings, jaw: JawGeometry) -> np.ndarray:
-    """Whether both open fingers (L1 x L2 footprints) of grasps at ``centres`` (..., 2) with angles ``thetas``
-    and ``openings`` [m] (broadcast against ``centres[..., 0]``) lie inside the bin's floor, ``WALL_MARGIN``
-    clear of the walls. The walls are known geometry, not something to learn by hitting them."""
-    closing = closing_direction(np.asarray(thetas, dtype=float))
-    across = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
-    reach = (0.5 * np.asarray(openings, dtype=float) + jaw.finger_thickness)[..., None]  # to the outer face
-    half = np.asarray(overview.half_size) - WALL_MARGIN
-    ok = True
-    for sign in (1.0, -1.0):
-        for side in (1.0, -1.0):
-            corner = centres + sign * reach * closing + side * 0.5 * jaw.finger_width * across
-            ok = ok & (np.abs(corner - np.asarray(overview.centre)) <= half).all(axis=-1)
-    return ok
+@dataclass(frozen=True)
+class Canvases:
+    """The overview turned to every angle class: image a (CANVAS x CANVAS cells, centred on the bin floor)
+    has its columns along the closing direction of angle a. The window of WINDOW x WINDOW cells starting
+    at cell (row, col) is the grasp at angle a centred (WINDOW - 1) / 2 cells further in."""
+
+    overview: Overview
+    images: "torch.Tensor"  # noqa: F821 (ANGLES, 1, CANVAS, CANVAS) heights
+    on_floor: np.ndarray  # (ANGLES, CANVAS, CANVAS) bool: the cell lies over the bin floor (Overview.on_floor)
+
+    @classmethod
+    def of(cls, overview: Overview) -> "Canvases":
+        from grasp_cell.models.planar_net import STRIDE, WINDOW
+
+        size = WINDOW + STRIDE * (POSITIONS - 1)
+        centres = np.repeat(np.asarray(overview.centre)[None], ANGLES, axis=0)
+        both = overview.windows(centres, THETAS, size, np.stack([overview.heights, overview.on_floor]))
+        return cls(overview, both[:, :1].contiguous(), both[:, 1].numpy() > 0.5)
+
+    @property
+    def starts(self) -> int:
+        """Window starts per canvas side."""
+        from grasp_cell.models.planar_net import WINDOW
+
+        return self.images.shape[-1] - WINDOW + 1
+
+    def centres(self, angles, rows, cols) -> np.ndarray:
+        """(..., 2) camera-frame (x, y) of the grasps whose windows start at (``rows``, ``cols``) of the
+        canvases of angle classes ``angles`` (broadcast)."""
+        from grasp_cell.models.planar_net import WINDOW
+
+        middle = 0.5 * (self.images.shape[-1] - 1)
+        along = (np.asarray(cols) + 0.5 * (WINDOW - 1) - middle) * CELL
+        across = (np.asarray(rows) + 0.5 * (WINDOW - 1) - middle) * CELL
+        closing = closing_direction(THETAS[np.asarray(angles)])
+        sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
+        return np.asarray(self.overview.centre) + along[..., None] * closing + across[..., None] * sideways
+
+    def windows(self, angle: int, rows, cols) -> "torch.Tensor":  # noqa: F821
+        """(n, 1, WINDOW, WINDOW) windows of canvas ``angle`` starting at each (row, col): exactly what the
+        dense pass judged there."""
+        import torch
+
+        from grasp_cell.models.planar_net import WINDOW
+
+        image = self.images[angle]
+        return torch.stack([image[:, r:r + WINDOW, c:c + WINDOW] for r, c in zip(rows, cols)])
+
+    def fingertips(self, jaw: JawGeometry, grip_depth: float, tip_clearance: float) -> Fingertips:
+        """Fingertip heights of every window's grasp. The tips go ``grip_depth`` below the surface under
+        the grasp centre (seed III-A), never closer than ``tip_clearance`` to the floor. Where an open
+        finger's footprint (L1 x L2, FINGER_MARGIN larger) shows something higher, the tips stop
+        FINGER_CLEARANCE above it, as the seed's arm stopped on a sensed collision. A grasp is left out
+        (NaN) when that leaves less than MIN_GRIP (or, on a low part, less than the usual depth) between the
+        tips and its surface, or when a footprint leaves the bin floor: the walls are known geometry, not
+        something to learn by hitting them. Unseen cells read as floor."""
+        from grasp_cell.models.planar_net import WINDOW
+
+        starts, half = self.starts, WINDOW // 2  # a window's centre lies between its cells half - 1 and half
+        heights = self.images[:, 0].numpy()
+        middle = heights[:, half - 1:, half - 1:]
+        surface = 0.25 * (middle[:, :starts, :starts] + middle[:, 1:starts + 1, :starts]
+                          + middle[:, :starts, 1:starts + 1] + middle[:, 1:starts + 1, 1:starts + 1])
+        rows = 2 * round((0.5 * jaw.finger_width + FINGER_MARGIN) / CELL)  # even: centred between cells
+        cols = 2 * round((0.5 * jaw.finger_thickness + FINGER_MARGIN) / CELL)
+        pad = round((0.5 * max(OPENINGS) + jaw.finger_thickness) / CELL) + cols
+        # per footprint: the highest cell over the floor, and whether any cell is off it
+        layers = np.stack([np.where(self.on_floor, heights, 0.0), ~self.on_floor]).astype(np.float32)
+        layers = np.pad(layers, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=1.0)
+        highest, off_floor = _box_max(layers, rows, cols)
+        row = pad + half - rows // 2
+        nominal = np.maximum(surface - grip_depth / HEIGHT_SCALE, tip_clearance / HEIGHT_SCALE)
+        reach = np.minimum(grip_depth, MIN_GRIP) / HEIGHT_SCALE
+        tips = np.empty((ANGLES, len(OPENINGS), starts, starts), dtype=np.float32)
+        for k, opening in enumerate(OPENINGS):
+            offset = round((0.5 * opening + 0.5 * jaw.finger_thickness) / CELL)  # finger centre from the middle
+            first = [pad + half + side - cols // 2 for side in (offset, -offset)]  # footprint column per finger
+            fingers = np.maximum(*(highest[:, row:row + starts, c:c + starts] for c in first))
+            outside = np.maximum(*(off_floor[:, row:row + starts, c:c + starts] for c in first)) > 0
+            stop = np.maximum(nominal, fingers + FINGER_CLEARANCE / HEIGHT_SCALE)
+            fits = (stop <= np.maximum(nominal, surface - reach) + 1e-6) & ~outside
+            tips[:, k] = np.where(fits, stop, np.nan)
+        return Fingertips(np.repeat(surface[:, None], len(OPENINGS), axis=1), tips)
+
+
+def _box_max(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``out[..., i, j]`` = the largest of ``image[..., i:i + rows, j:j + cols]`` (a max filter, valid part)."""
+    height, width = image.shape[-2] - rows + 1, image.shape[-1] - cols + 1
+    along_rows = image[..., :height, :]
+    for k in range(1, rows):
+        along_rows = np.maximum(along_rows, image[..., k:k + height, :])
+    out = along_rows[..., :width]
+    for k in range(1, cols):
+        out = np.maximum(out, along_rows[..., k:k + width])
+    return out
 
 
 def _unchanged(before: np.ndarray, after: np.ndarray) -> bool:
@@ -169,7 +281,7 @@ class PlanarGraspModel(LearningGraspModel):
         grip_depth: float = 0.015,  # [m] fingertips below the surface under the grasp centre
         tip_clearance: float = 0.006,  # [m] fingertips at least this far above the bin floor
         schedule: ExplorationSchedule = ExplorationSchedule(),
-        refine: bool = True,  # exploiting choices are moved to the best position within 5 mm (REFINE_OFFSETS)
+        refine: bool = True,  # exploiting choices are moved to the best window within REFINE_CELLS cells
         jaw: JawGeometry = JawGeometry(),
         threads: int = 1,
     ):
@@ -198,19 +310,16 @@ class PlanarGraspModel(LearningGraspModel):
         torch.manual_seed(seed)
         return cls({"state_dict": PlanarGraspNet().state_dict()}, seed=seed, **options)
 
-    def predict(self, overview: Overview) -> np.ndarray:
+    def predict(self, canvases: Canvases) -> np.ndarray:
         """Success probabilities (ANGLES, len(OPENINGS), POSITIONS, POSITIONS) of every grasp choice."""
-        from grasp_cell.models.planar_net import STRIDE, WINDOW
-
         torch = self._torch
         torch.set_num_threads(self.threads)
-        canvas = WINDOW + STRIDE * (POSITIONS - 1)
-        centres = np.repeat(np.asarray(overview.centre)[None], ANGLES, axis=0)
         with torch.inference_mode():
-            images = overview.windows(centres, THETAS, canvas)
-            return torch.sigmoid(self.net(images)).numpy()
+            return torch.sigmoid(self.net(canvases.images)).numpy()
 
     def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
+        from grasp_cell.models.planar_net import STRIDE
+
         self.refresh()
         if max_grasps < 1:
             return []
@@ -218,11 +327,11 @@ class PlanarGraspModel(LearningGraspModel):
             overview = Overview.from_observation(observation)
         except ValueError:
             return []  # nothing seen in the bin: nothing to grasp
-        probability = self.predict(overview)
-        centres = canvas_centres(overview, THETAS)  # (ANGLES, POSITIONS, POSITIONS, 2)
-        # every choice of the dense output: (ANGLES, OPENINGS, POSITIONS, POSITIONS)
-        valid = fingers_inside_bin(overview, centres[:, None], THETAS[:, None, None, None],
-                                   np.asarray(OPENINGS)[None, :, None, None], self.jaw)
+        canvases = Canvases.of(overview)
+        probability = self.predict(canvases)
+        fingertips = canvases.fingertips(self.jaw, self.grip_depth, self.tip_clearance)
+        # every choice of the dense output (ANGLES, OPENINGS, POSITIONS, POSITIONS) whose fingers fit nearby
+        valid = fingertips.fit_near(STRIDE, REFINE_CELLS)
         if not valid.any():
             return []
         method = self._method()
@@ -243,47 +352,48 @@ class PlanarGraspModel(LearningGraspModel):
         self.plans_since_load += 1
         # the chosen grasp first, then the rest by predicted success
         ranked = np.argsort(-np.where(valid, probability, -1.0), axis=None, kind="stable")[: max_grasps + 1]
-        order = [chosen] + [int(i) for i in ranked if i != chosen][: max_grasps - 1]
-        actions = [PlanarAction.from_flat(i) for i in order]
-        points = [centres[a.angle, a.row, a.col] for a in actions]
-        qualities = [float(probability.flat[i]) for i in order]
-        if method in ("max", "max5") and self.refine:
-            points[0], qualities[0] = self._refined(overview, actions[0], points[0], qualities[0])
-        grasps = [self._grasp(a, q, p, overview, observation.intrinsics) for a, q, p in zip(actions, qualities, points)]
-        grasps[0] = replace(grasps[0], selection=method)
-        return grasps
+        order = [chosen] + [int(i) for i in ranked if i != chosen and valid.flat[i]][: max_grasps - 1]
+        # each choice is placed where its fingers fit; the chosen one, when exploiting, where the net likes it best
+        exploit = method in ("max", "max5") and self.refine
+        placed = [self._placed(canvases, fingertips, PlanarAction.from_flat(i), float(probability.flat[i]),
+                               exploit and k == 0) for k, i in enumerate(order)]
+        grasps = [self._grasp(a, q, canvases, fingertips, observation.intrinsics) for a, q in placed]
+        return [replace(grasps[0], selection=method)] + sorted(grasps[1:], key=lambda g: -g.quality)
 
-    def _refined(self, overview: Overview, action: PlanarAction, point: np.ndarray, quality: float):
-        """The chosen grasp moved to the best of REFINE_OFFSETS around its grid position (along and across
-        its closing direction), judged by the net on single windows: the dense pass's positions lie 10 mm
-        apart, coarse against a 20-30 mm part between the fingers."""
-        from grasp_cell.models.planar_net import WINDOW
-
-        points = turned_grid(np.asarray(point)[None], np.array([action.theta]), np.asarray(REFINE_OFFSETS))
-        points = points.reshape(-1, 2)
-        points = points[fingers_inside_bin(overview, points, action.theta, OPENINGS[action.opening], self.jaw)]
-        if len(points) == 0:
-            return point, quality
-        with self._torch.inference_mode():
-            windows = overview.windows(points, np.full(len(points), action.theta), WINDOW)
-            scores = self._torch.sigmoid(self.net(windows))[:, action.opening, 0, 0].numpy()
-        best = int(np.argmax(scores))
-        if scores[best] <= quality:
-            return point, quality
-        return points[best], float(scores[best])
+    def _placed(self, canvases: Canvases, fingertips: Fingertips, action: PlanarAction, quality: float,
+                best: bool) -> tuple[PlanarAction, float]:
+        """(action, predicted success) of a dense choice placed on a window start within REFINE_CELLS cells
+        of its grid position where its fingers fit: the nearest such start, or with ``best`` the start and
+        opening the net scores highest there. The dense positions lie 10 mm apart, coarse against a
+        20-30 mm part between the fingers."""
+        steps = np.arange(-REFINE_CELLS, REFINE_CELLS + 1)
+        rows, cols = (a.ravel() for a in np.meshgrid(action.row + steps, action.col + steps, indexing="ij"))
+        keep = (rows >= 0) & (rows < canvases.starts) & (cols >= 0) & (cols < canvases.starts)
+        rows, cols = rows[keep], cols[keep]
+        fits = np.isfinite(fingertips.tips[action.angle][:, rows, cols].T)  # (starts, openings)
+        if best:
+            with self._torch.inference_mode():
+                windows = canvases.windows(action.angle, rows, cols)
+                scores = self._torch.sigmoid(self.net(windows))[:, :, 0, 0].numpy()
+            start, opening = np.unravel_index(int(np.argmax(np.where(fits, scores, -1.0))), scores.shape)
+            quality = float(scores[start, opening])
+        else:
+            distance = np.hypot(rows - action.row, cols - action.col)
+            start, opening = int(np.argmin(np.where(fits[:, action.opening], distance, np.inf))), action.opening
+        return PlanarAction(action.angle, int(opening), int(rows[start]), int(cols[start])), quality
 
     def _method(self) -> str:
         if self.selection != "schedule":
             return self.selection
         return self.schedule.method(self.attempts_seen, self.rng)
 
-    def _grasp(self, action: PlanarAction, quality: float, point: np.ndarray, overview: Overview,
+    def _grasp(self, action: PlanarAction, quality: float, canvases: Canvases, fingertips: Fingertips,
                intrinsics: CameraIntrinsics) -> Grasp:
-        x, y = point
-        surface = float(overview.parallel.at(np.array([x]), np.array([y]))[0])
-        if not np.isfinite(surface):
-            surface = overview.floor
-        tips = min(surface + self.grip_depth, overview.floor - self.tip_clearance)  # seed III-A: z from the depth
+        x, y = canvases.centres(action.angle, action.row, action.col)
+        index = (action.angle, action.opening, action.row, action.col)
+        floor = canvases.overview.floor
+        surface = floor - float(fingertips.surface[index]) * HEIGHT_SCALE
+        tips = floor - float(fingertips.tips[index]) * HEIGHT_SCALE
         u, v = intrinsics.project([[x, y, surface]])[0]
         return Grasp(
             Transform(planar_grasp_rotation(action.theta), np.array([x, y, tips])),
