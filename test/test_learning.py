@@ -141,6 +141,31 @@ def test_windows_turn_with_the_grasp_angle():
     assert across.sum(axis=0).max() >= 14 and across.sum(axis=1).max() <= 6
 
 
+def _tips_mm(canvases, fingertips, x, y):
+    """Fingertip heights [mm above the floor] per opening of the angle-0 grasp centred nearest camera (x, y)."""
+    starts = np.arange(canvases.starts)
+    centres = canvases.centres(0, starts[:, None], starts[None, :])
+    row, col = np.unravel_index(np.argmin(np.hypot(centres[..., 0] - x, centres[..., 1] - y)), centres.shape[:2])
+    return fingertips.tips[0, :, row, col] * 50.0  # HEIGHT_SCALE: 50 mm
+
+
+def test_fingertips_stop_above_what_the_open_fingers_would_land_on():
+    """Angle 0 closes along camera x. A 25 mm box at x = 0 with a 10 mm one beside it (x 45..75 mm): the
+    40 and 60 mm openings go down to the usual depth (10 mm, 15 mm below the top); at 80 mm a finger lands
+    on the low box, so the tips stop 3 mm above it (13 mm). A tall neighbour, or the wall, leaves no room."""
+    jaw = PlanarGraspModel.untrained().jaw
+    low = Overview.from_observation(bin_scene([box(1, 0.0, 0.0), box(2, 0.06, 0.0, height=0.01)]))
+    canvases = Canvases.of(low)
+    tips = _tips_mm(canvases, canvases.fingertips(jaw, 0.015, 0.006), 0.0, 0.0)
+    assert tips == pytest.approx([10.0, 10.0, 13.0], abs=1.0)
+    tall = Canvases.of(Overview.from_observation(bin_scene([box(1, 0.0, 0.0), box(2, 0.06, 0.0)])))
+    tips = _tips_mm(tall, tall.fingertips(jaw, 0.015, 0.006), 0.0, 0.0)
+    assert tips[:2] == pytest.approx([10.0, 10.0], abs=1.0) and np.isnan(tips[2])
+    walled = Canvases.of(Overview.from_observation(bin_scene([box(1, 0.145, 0.0)])))  # 15 mm from the wall
+    tips = _tips_mm(walled, walled.fingertips(jaw, 0.015, 0.006), 0.145, 0.0)
+    assert np.isnan(tips).all()  # even at 40 mm the outer finger face would reach the wall (x = 0.175)
+
+
 def test_plan_returns_parallel_grasps_inside_the_bin_from_the_selection():
     observation = bin_scene([box(1, 0.05, 0.02), box(2, -0.1, 0.05)])
     model = PlanarGraspModel.untrained(seed=1, selection="random")

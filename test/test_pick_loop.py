@@ -9,7 +9,7 @@ from grasp_cell.core import CameraIntrinsics, Grasp, Outcome
 from grasp_cell.core.pick import PickResult
 from grasp_cell.drivers.base import Capture, DriverError
 from grasp_cell.eval.attempt_log import AttemptLog, read_attempts
-from grasp_cell.eval.metrics import summarize
+from grasp_cell.eval.metrics import grasp_rate_first, summarize
 from grasp_cell.eval.pick_loop import PickUntilEmpty, PlanningError, StopRules
 
 
@@ -73,6 +73,17 @@ def test_stops_after_five_consecutive_failures(tmp_path):
     assert reason == "5 consecutive failures" and len(records) == 6
     summary = summarize(records, reason)
     assert summary.percent_cleared == pytest.approx(0.1)
+
+
+def test_grasp_rate_first_n_parts_counts_attempts_until_the_nth_part_is_out(tmp_path):
+    """Seed 002's "n out of m": 2 of 4 parts took 3 attempts; the failures on the last parts are left out."""
+    S, M = Outcome.SUCCESS, Outcome.MISSED
+    cell = ScriptedCell(parts=4, outcomes=[S, M, S, M, M, S, M, M, M, M, M])
+    _, records = run(cell, tmp_path)
+    assert grasp_rate_first(records, 2) == (2, 3)
+    assert grasp_rate_first(records, 3) == (3, 6)
+    assert grasp_rate_first(records, 4) == (3, len(records))  # never got there: every attempt counts
+    assert summarize(records).success_rate == pytest.approx(3 / len(records))
 
 
 def test_attempt_limit(tmp_path):

@@ -50,6 +50,20 @@ class RunSummary:
         )
 
 
+def grasp_rate_first(records: list[AttemptRecord], parts: int) -> tuple[int, int]:
+    """(successes, attempts) up to the attempt that took the bin's ``parts``-th part out: seed 002's grasp rate
+    "n out of m" (n parts grasped without replacement from a bin of m), which leaves out what is hardest at
+    the end of a bin, such as parts in its corners. A bin that never got that far counts all its attempts."""
+    removed = successes = attempts = 0
+    for record in records:
+        if removed >= parts:
+            break
+        attempts += 1
+        successes += record.outcome is Outcome.SUCCESS
+        removed += max(record.parts_removed, 0)
+    return successes, attempts
+
+
 def summarize(records: list[AttemptRecord], stop_reason: str = "") -> RunSummary:
     attempts = len(records)
     successes = sum(record.outcome is Outcome.SUCCESS for record in records)

@@ -360,8 +360,9 @@ def plot_curves(curves: dict[str, np.ndarray], out: Path, title: str = "") -> No
 
 # --- evaluation -----------------------------------------------------------------------------------------
 def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = None) -> dict:
-    """Pick-until-empty on ``bins`` fresh bins with exploration off; SR, PC and failures over them."""
-    from grasp_cell.eval.metrics import summarize
+    """Pick-until-empty on ``bins`` fresh bins with exploration off: SR, PC and failures over them, and seed
+    002's grasp rate over the first half of each bin's parts."""
+    from grasp_cell.eval.metrics import grasp_rate_first, summarize
     from grasp_cell.eval.pick_loop import StopRules
     from grasp_cell.eval.sim_bins import run_bin
     from grasp_cell.sim.config import CellConfig
@@ -376,7 +377,7 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
         info = {"version": version, "file": snapshot_file(version)}
     model = _kind(setup).model(snapshots.load(info), selection="max")
     base = CellConfig.from_yaml(sim_config)
-    records = []
+    records, first_half = [], []
     out = run_dir / "evaluations" / f"snapshot_{info['version']:05d}"
     for index in range(bins):
         seed = 1_000_000 + index  # bins the learning run never drew
@@ -384,7 +385,9 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
         bin_dir = out / f"bin_{index:02d}"
         shutil.rmtree(bin_dir, ignore_errors=True)
         summary = run_bin(config, model, setup.parts, bin_dir, StopRules())
-        records.extend(read_attempts(bin_dir))
+        attempts = read_attempts(bin_dir)
+        records.extend(attempts)
+        first_half.append(grasp_rate_first(attempts, setup.parts // 2))
         print(f"bin {index}: {summary.attempts} attempts, SR {100 * summary.success_rate:.1f} %, "
               f"PC {100 * summary.percent_cleared:.1f} %", flush=True)
     total = summarize(records)
@@ -398,6 +401,9 @@ def evaluate(run_dir: Path, bins: int, sim_config: Path, version: int | None = N
         "success_rate": round(total.success_rate, 4),
         "percent_cleared": round(total.parts_removed / (bins * setup.parts), 4),
         "failures_by_cause": total.failures_by_cause,
+        # seed 002's measure: attempts to take the first half of each bin's parts ("10 out of 20")
+        f"grasp_rate_{setup.parts // 2}_of_{setup.parts}": round(
+            sum(s for s, _ in first_half) / max(sum(n for _, n in first_half), 1), 4),
     }
     write_json(out / "summary.json", result)
     return result
