@@ -1,0 +1,241 @@
+"""Seed 004's grasp lab (section III-A): the three-finger hand floating free, one object, no gravity.
+
+- Qualified grasps: a random hand orientation and a random direction; the hand slides along that
+  direction through the object with its orientation fixed, and every position where the open hand does
+  not touch the object but the closed hand would is qualified (a necessary condition for a grasp).
+- Labels: the hand closes on the object, which floats free at rest. FAILED when the object is still moving
+  after ``CLOSE_TIME`` (knocked away) or the closed hand does not touch it; LOOSE when its centre of mass
+  leaves the hand during ``SHAKES`` random shakes of the hand (x, y, z, each up to ``SHAKE_AMPLITUDE``);
+  ROBUST otherwise.
+
+Poses are those of the hand's tcp (the grasp frame: z the approach, origin between the fingers) in the
+object's frame, ``T_obj_tcp``. The hand is a free body held by a fixed constraint whose target moves with
+the shakes; the fingers are driven as in ``grasp_cell.sim.hand`` (one command per finger).
+"""
+
+from __future__ import annotations
+
+import enum
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet
+
+from grasp_cell.core.transform import Transform
+from grasp_cell.sim.config import PartsConfig
+from grasp_cell.sim.hand import FINGERS, PHALANGES, HandGeometry, joint_name, write_hand_urdf
+from grasp_cell.sim.parts import PartSpec, ShapeCache, create_part_body
+
+TIME_STEP = 1.0 / 240.0  # [s]
+SOLVER_ITERATIONS = 50  # fingers squeezing a light object: fewer lets phalanges sink into it
+CLOSING_SPEED = 2.0  # [rad/s] a finger's proximal joint
+CLOSE_TIME = 1.5  # [s] the most closing and settling may take before the object is judged
+SETTLED_SPEED = 0.05  # [rad/s] fingers slower than this have closed (on the object or fully)
+MOVING_SPEED = 0.02  # [m/s] an object faster than this after closing was knocked away
+SHAKES = 10  # seed 004: 10 random shakes
+SHAKE_AMPLITUDE = 0.03  # [m] per axis
+SHAKE_TIME = 0.15  # [s] out, and as long back: about 0.8 g peak at full amplitude
+HOLD_RADIUS = 0.08  # [m] the hand: within this of the tcp (its palm face lies 60 mm behind the tcp)
+MAX_PUSH_FORCE = 500.0  # [N] the constraint that carries the hand
+CHECK_EVERY = 6  # physics steps between checks while closing
+SLIDE_STEP = 0.005  # [m] between positions along a slide
+FRICTION = 0.8  # rubber-padded phalanges on plastic or wood
+
+
+class GraspLabel(str, enum.Enum):
+    FAILED = "failed"
+    LOOSE = "loose"
+    ROBUST = "robust"
+
+
+@dataclass(frozen=True)
+class GraspTrial:
+    """A simulated grasp: the pose tried, its label and why."""
+
+    T_obj_tcp: Transform
+    label: GraspLabel
+    detail: str = ""
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix uniform over SO(3) (from a uniform unit quaternion)."""
+    q = rng.normal(size=4)
+    return Transform.from_pos_quat((0.0, 0.0, 0.0), q / np.linalg.norm(q)).rotation
+
+
+def random_direction(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+class FloatingHand:
+    """A PyBullet client of its own (no gravity) with the hand and at most one object at the origin."""
+
+    def __init__(self, geometry: HandGeometry = HandGeometry()):
+        self.geometry = geometry
+        self.client = pybullet.connect(pybullet.DIRECT)
+        kwargs = {"physicsClientId": self.client}
+        pybullet.setGravity(0, 0, 0, **kwargs)
+        pybullet.setPhysicsEngineParameter(fixedTimeStep=TIME_STEP, numSolverIterations=SOLVER_ITERATIONS,
+                                           deterministicOverlappingPairs=1, **kwargs)
+        with tempfile.TemporaryDirectory(prefix="grasp_cell_hand_") as folder:
+            self.hand = pybullet.loadURDF(str(write_hand_urdf(folder, geometry)), **kwargs)
+        names = {pybullet.getJointInfo(self.hand, j, **kwargs)[1].decode(): j
+                 for j in range(pybullet.getNumJoints(self.hand, **kwargs))}
+        self.finger_joints = [[names[joint_name(f, p)] for p in PHALANGES] for f in FINGERS]
+        for link in range(-1, pybullet.getNumJoints(self.hand, **kwargs)):
+            pybullet.changeDynamics(self.hand, link, lateralFriction=FRICTION, **kwargs)
+        self.T_tcp_mount = Transform(translation=(0.0, 0.0, -geometry.tcp))
+        self.carrier = pybullet.createConstraint(self.hand, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0],
+                                                 [0, 0, 0], [0, 0, 0], **kwargs)
+        self._shapes = ShapeCache(self.client)
+        self.object: int | None = None
+        self.spec: PartSpec | None = None
+
+    def close(self) -> None:
+        if self.client >= 0:
+            pybullet.disconnect(self.client)
+            self.client = -1
+
+    def __enter__(self) -> "FloatingHand":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- the object ---------------------------------------------------------------------------------------
+    def set_object(self, spec: PartSpec) -> None:
+        """Put ``spec`` at the origin, at rest (replacing the last object)."""
+        kwargs = {"physicsClientId": self.client}
+        if self.object is not None:
+            pybullet.removeBody(self.object, **kwargs)
+        parts = PartsConfig(lateral_friction=FRICTION)
+        self.object = create_part_body(self._shapes, spec, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0), parts)
+        pybullet.changeDynamics(self.object, -1, activationState=pybullet.ACTIVATION_STATE_DISABLE_SLEEPING,
+                                linearDamping=0.0, angularDamping=0.0, **kwargs)
+        self.spec = spec
+
+    def _reset_object(self) -> None:
+        if self.object is None:
+            return
+        kwargs = {"physicsClientId": self.client}
+        pybullet.resetBasePositionAndOrientation(self.object, (0, 0, 0), (0, 0, 0, 1), **kwargs)
+        pybullet.resetBaseVelocity(self.object, (0, 0, 0), (0, 0, 0), **kwargs)
+
+    def object_pose(self) -> Transform:
+        position, orientation = pybullet.getBasePositionAndOrientation(self.object, physicsClientId=self.client)
+        return Transform.from_pos_quat(position, orientation)
+
+    # --- placing the hand ---------------------------------------------------------------------------------
+    def place(self, T_obj_tcp: Transform, closed: bool = False) -> None:
+        """Teleport the hand (open, or fully closed) to ``T_obj_tcp``, the object back to the origin."""
+        kwargs = {"physicsClientId": self.client}
+        self._reset_object()
+        T_world_mount = T_obj_tcp * self.T_tcp_mount
+        pybullet.resetBasePositionAndOrientation(self.hand, T_world_mount.translation.tolist(),
+                                                 T_world_mount.quat_xyzw.tolist(), **kwargs)
+        pybullet.resetBaseVelocity(self.hand, (0, 0, 0), (0, 0, 0), **kwargs)
+        angles = self.geometry.closed if closed else self.geometry.open
+        for joints in self.finger_joints:
+            for joint, angle in zip(joints, angles):
+                pybullet.resetJointState(self.hand, joint, angle, 0.0, **kwargs)
+        self._carry(T_world_mount)
+
+    def _carry(self, T_world_mount: Transform) -> None:
+        pybullet.changeConstraint(self.carrier, T_world_mount.translation.tolist(),
+                                  jointChildFrameOrientation=T_world_mount.quat_xyzw.tolist(),
+                                  maxForce=MAX_PUSH_FORCE, physicsClientId=self.client)
+
+    def distance(self, T_obj_tcp: Transform, search: float = 0.05) -> float:
+        """Closest distance [m] between the open hand at ``T_obj_tcp`` and the object, negative when they
+        overlap (the deepest penetration), ``search`` when nothing lies within ``search``."""
+        self.place(T_obj_tcp)
+        points = pybullet.getClosestPoints(self.hand, self.object, search, physicsClientId=self.client)
+        return min((p[8] for p in points), default=search)
+
+    def qualified(self, T_obj_tcp: Transform) -> bool:
+        """Open: clear of the object; closed: it would overlap it (seed 004 III-A)."""
+        return not self._overlaps(T_obj_tcp, closed=False) and self._overlaps(T_obj_tcp, closed=True)
+
+    def _overlaps(self, T_obj_tcp: Transform, closed: bool) -> bool:
+        self.place(T_obj_tcp, closed)
+        points = pybullet.getClosestPoints(self.hand, self.object, 0.0, physicsClientId=self.client)
+        return any(p[8] < 0.0 for p in points)
+
+    def slide(self, rotation: np.ndarray, direction: np.ndarray, through: np.ndarray) -> list[Transform]:
+        """Qualified tcp poses with ``rotation`` along the line through ``through`` (object frame) along
+        ``direction``, ``SLIDE_STEP`` apart, over the object and the hand's reach on both sides."""
+        reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
+        steps = np.arange(-reach, reach + 1e-9, SLIDE_STEP)
+        poses = (Transform(rotation, np.asarray(through) + s * np.asarray(direction)) for s in steps)
+        return [pose for pose in poses if self.qualified(pose)]
+
+    def sample_qualified(self, rng: np.random.Generator, slides: int) -> list[Transform]:
+        """Qualified poses from ``slides`` random slides, each through a point within half the object's
+        bounding radius of its centre."""
+        found = []
+        for _ in range(slides):
+            offset = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
+            found.extend(self.slide(random_rotation(rng), random_direction(rng), offset))
+        return found
+
+    # --- simulating a grasp -------------------------------------------------------------------------------
+    def trial(self, T_obj_tcp: Transform, rng: np.random.Generator) -> GraspTrial:
+        """Close the hand at ``T_obj_tcp`` on the free object, then shake it (see the module docstring)."""
+        self.place(T_obj_tcp)
+        self._drive_fingers(CLOSING_SPEED)
+        kwargs = {"physicsClientId": self.client}
+        for _ in range(round(CLOSE_TIME / TIME_STEP / CHECK_EVERY)):
+            self._step(CHECK_EVERY)
+            speed = float(np.linalg.norm(pybullet.getBaseVelocity(self.object, **kwargs)[0]))
+            if speed <= MOVING_SPEED and self._fingers_still():
+                break  # (judged now: nothing will change)
+        if speed > MOVING_SPEED:
+            return GraspTrial(T_obj_tcp, GraspLabel.FAILED, f"knocked away ({speed:.2f} m/s)")
+        if not pybullet.getContactPoints(self.hand, self.object, **kwargs):
+            return GraspTrial(T_obj_tcp, GraspLabel.FAILED, "the closed hand does not touch the object")
+        T_world_mount = T_obj_tcp * self.T_tcp_mount
+        for shake in range(1, SHAKES + 1):
+            offset = rng.uniform(-SHAKE_AMPLITUDE, SHAKE_AMPLITUDE, 3)
+            for start, end in ((np.zeros(3), offset), (offset, np.zeros(3))):
+                self._move(T_world_mount, start, end)
+                if not self._holds():
+                    return GraspTrial(T_obj_tcp, GraspLabel.LOOSE, f"left the hand in shake {shake}")
+        return GraspTrial(T_obj_tcp, GraspLabel.ROBUST)
+
+    def _drive_fingers(self, speed: float) -> None:
+        """Every phalanx towards its closed angle at its share of ``speed``, with its torque limit."""
+        g = self.geometry
+        for joints in self.finger_joints:
+            for joint, share, torque, closed in zip(joints, g.speed_shares, g.torques, g.closed):
+                pybullet.setJointMotorControl2(self.hand, joint, pybullet.POSITION_CONTROL, targetPosition=closed,
+                                               maxVelocity=speed * share, force=torque, positionGain=0.3,
+                                               physicsClientId=self.client)
+
+    def _fingers_still(self) -> bool:
+        joints = [j for finger in self.finger_joints for j in finger]
+        states = pybullet.getJointStates(self.hand, joints, physicsClientId=self.client)
+        return all(abs(state[1]) < SETTLED_SPEED for state in states)
+
+    def _move(self, T_world_mount: Transform, start: np.ndarray, end: np.ndarray) -> None:
+        """Carry the hand from mount + ``start`` to mount + ``end`` (world offsets) with a smooth profile."""
+        ticks = max(1, round(SHAKE_TIME / TIME_STEP))
+        for tick in range(1, ticks + 1):
+            s = tick / ticks
+            s = s * s * (3.0 - 2.0 * s)
+            self._carry(Transform(T_world_mount.rotation, T_world_mount.translation + start + s * (end - start)))
+            self._step()
+
+    def _holds(self) -> bool:
+        """The object's centre of mass lies within HOLD_RADIUS of the tcp."""
+        kwargs = {"physicsClientId": self.client}
+        com = np.asarray(pybullet.getBasePositionAndOrientation(self.object, **kwargs)[0])
+        position, orientation = pybullet.getBasePositionAndOrientation(self.hand, **kwargs)
+        T_world_tcp = Transform.from_pos_quat(position, orientation) * self.T_tcp_mount.inverse()
+        return float(np.linalg.norm(com - T_world_tcp.translation)) <= HOLD_RADIUS
+
+    def _step(self, count: int = 1) -> None:
+        for _ in range(count):
+            pybullet.stepSimulation(physicsClientId=self.client)
+

@@ -1,0 +1,121 @@
+"""Our three-finger underactuated hand, shaped after a Robotiq 3-finger gripper (seed 004's hand).
+
+Layout (hand frame ``hand_mount`` on the arm flange, z the approach direction, like the other grippers):
+a palm, finger ``a`` on the -y side of it and fingers ``b`` and ``c`` side by side on the +y side, each of
+three phalanges (proximal, medial, distal) on revolute joints about x. Closing curls a and b, c towards each
+other across the palm's y axis; a passes between b and c. ``hand_tcp`` lies on the palm's axis
+``tcp_beyond_palm`` past its face: the centre of the grasp (the grasp frame's origin).
+
+Underactuation: one command per finger. Each phalanx's joint closes at its share of the finger's speed
+until something stops it, with a torque limit that falls from the proximal to the distal phalanx, so a
+finger that meets an object with its proximal phalanx goes on curling its outer phalanges around it, as
+the Robotiq linkage does. The URDF is written from ``HandGeometry``, so dimensions live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+FINGERS = ("a", "b", "c")
+PHALANGES = ("proximal", "medial", "distal")
+
+
+@dataclass(frozen=True)
+class HandGeometry:
+    palm: tuple[float, float, float] = (0.09, 0.10, 0.06)  # [m] x, y, z (z along the approach)
+    knuckle_y: float = 0.04  # [m] knuckles at y = -knuckle_y (a) and +knuckle_y (b, c)
+    knuckle_x: float = 0.035  # [m] b and c at x = +-knuckle_x
+    phalanges: tuple[float, float, float] = (0.055, 0.038, 0.030)  # [m] lengths, proximal to distal
+    finger_width: float = 0.022  # [m] along x
+    finger_thickness: float = 0.016  # [m] along the closing direction
+    open: tuple[float, float, float] = (-0.25, 0.0, 0.0)  # [rad] joint angles, open: splayed 14 deg outwards
+    closed: tuple[float, float, float] = (1.25, 1.57, 1.2)  # [rad] joint upper limits, fully closed
+    speed_shares: tuple[float, float, float] = (1.0, 0.8, 0.6)  # of the finger's closing speed, per phalanx
+    torques: tuple[float, float, float] = (6.0, 3.0, 1.5)  # [N m] the most each phalanx's joint closes with
+    tcp_beyond_palm: float = 0.06  # [m] hand_tcp past the palm face
+    palm_mass: float = 1.2  # [kg]
+    phalanx_mass: float = 0.05  # [kg]
+
+    @property
+    def palm_face(self) -> float:
+        """z of the palm's face in the hand frame [m]."""
+        return self.palm[2]
+
+    @property
+    def tcp(self) -> float:
+        """z of hand_tcp in the hand frame [m]."""
+        return self.palm_face + self.tcp_beyond_palm
+
+    def knuckle(self, finger: str) -> tuple[float, float, float]:
+        x = {"a": 0.0, "b": self.knuckle_x, "c": -self.knuckle_x}[finger]
+        y = -self.knuckle_y if finger == "a" else self.knuckle_y
+        return (x, y, self.palm_face)
+
+    def closing_axis(self, finger: str) -> tuple[float, float, float]:
+        """Joint axis: a positive angle curls the finger towards the palm's y = 0 plane."""
+        return (-1.0, 0.0, 0.0) if finger == "a" else (1.0, 0.0, 0.0)
+
+
+def joint_name(finger: str, phalanx: str) -> str:
+    return f"finger_{finger}_{phalanx}_joint"
+
+
+def _box_link(name: str, size, origin, mass: float, color: str, inertial_origin=None) -> str:
+    sx, sy, sz = size
+    ox, oy, oz = origin
+    ix, iy, iz = origin if inertial_origin is None else inertial_origin
+    ixx = mass * (sy * sy + sz * sz) / 12
+    iyy = mass * (sx * sx + sz * sz) / 12
+    izz = mass * (sx * sx + sy * sy) / 12
+    box = f'<origin xyz="{ox:g} {oy:g} {oz:g}"/><geometry><box size="{sx:g} {sy:g} {sz:g}"/></geometry>'
+    return (
+        f'  <link name="{name}">\n'
+        f'    <inertial><origin xyz="{ix:g} {iy:g} {iz:g}"/><mass value="{mass:g}"/>'
+        f'<inertia ixx="{ixx:.3g}" ixy="0" ixz="0" iyy="{iyy:.3g}" iyz="0" izz="{izz:.3g}"/></inertial>\n'
+        f'    <visual>{box}<material name="{color}"/></visual>\n'
+        f"    <collision>{box}</collision>\n"
+        f"  </link>\n"
+    )
+
+
+def hand_urdf(geometry: HandGeometry = HandGeometry()) -> str:
+    g = geometry
+    parts = [
+        '<?xml version="1.0"?>\n',
+        "<!-- grasp_cell three-finger hand, written by grasp_cell.sim.hand from HandGeometry -->\n",
+        '<robot name="three_finger_hand">\n',
+        '  <material name="dark"><color rgba="0.2 0.2 0.22 1"/></material>\n',
+        '  <material name="alu"><color rgba="0.75 0.75 0.78 1"/></material>\n',
+        # the mount's inertial frame is its link frame: PyBullet places a free body by its inertial frame
+        _box_link("hand_mount", g.palm, (0.0, 0.0, g.palm[2] / 2), g.palm_mass, "dark", (0.0, 0.0, 0.0)),
+    ]
+    for finger in FINGERS:
+        parent, origin = "hand_mount", g.knuckle(finger)
+        axis = " ".join(f"{a:g}" for a in g.closing_axis(finger))
+        for k, (phalanx, length) in enumerate(zip(PHALANGES, g.phalanges)):
+            link = f"finger_{finger}_{phalanx}"
+            size = (g.finger_width, g.finger_thickness, length)
+            parts.append(_box_link(link, size, (0.0, 0.0, length / 2), g.phalanx_mass, "alu"))
+            parts.append(
+                f'  <joint name="{joint_name(finger, phalanx)}" type="revolute">\n'
+                f'    <parent link="{parent}"/><child link="{link}"/>\n'
+                f'    <origin xyz="{origin[0]:g} {origin[1]:g} {origin[2]:g}"/><axis xyz="{axis}"/>\n'
+                f'    <limit lower="{g.open[k]:g}" upper="{g.closed[k]:g}" effort="{g.torques[k]:g}" velocity="3"/>\n'
+                f"  </joint>\n"
+            )
+            parent, origin = link, (0.0, 0.0, length)
+    parts.append(
+        '  <link name="hand_tcp"><inertial><mass value="0.001"/>'
+        '<inertia ixx="1e-9" ixy="0" ixz="0" iyy="1e-9" iyz="0" izz="1e-9"/></inertial></link>\n'
+        '  <joint name="hand_tcp_joint" type="fixed"><parent link="hand_mount"/><child link="hand_tcp"/>'
+        f'<origin xyz="0 0 {g.tcp:g}"/></joint>\n'
+        "</robot>\n"
+    )
+    return "".join(parts)
+
+
+def write_hand_urdf(folder: Path, geometry: HandGeometry = HandGeometry()) -> Path:
+    path = Path(folder) / "three_finger_hand.urdf"
+    path.write_text(hand_urdf(geometry), encoding="utf-8")
+    return path
