@@ -65,3 +65,54 @@ def test_random_rotations_are_proper_and_spread():
     rotations = np.array([random_rotation(rng) for _ in range(500)])
     assert np.allclose(np.linalg.det(rotations), 1.0)
     assert np.abs(rotations[:, :, 2].mean(axis=0)).max() < 0.1  # z axes all round the sphere
+
+
+# --- seed 004's data, net and pose optimisation ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def hand_data(tmp_path_factory):
+    from grasp_cell.learn.hand_data import make_object_shard
+
+    folder = tmp_path_factory.mktemp("hand_data")
+    for index in (0, 9):  # object 9 is unseen
+        make_object_shard((str(folder), index, 0, 8, 3))
+    return folder
+
+
+def test_hand_dataset_pairs_labelled_poses_with_images_of_their_object(hand_data):
+    from grasp_cell.learn.hand_data import IMAGE_CELL, IMAGE_PIXELS, LABELS
+    from grasp_cell.learn.train_hand_quality import HandGrasps
+
+    data = HandGrasps.load(hand_data)
+    assert list(data.objects) == [0, 9] and data.images.shape[1:] == (20, IMAGE_PIXELS, IMAGE_PIXELS)
+    assert list(data.unseen()) == [data.objects[s] == 9 for s in data.slot]
+    assert set(np.unique(data.label)) <= set(range(len(LABELS)))
+    assert (data.label == LABELS.index("colliding")).sum() == 6
+    # each image sees its object from above, centred, its lowest point at height 0 (z of T_img_obj)
+    for slot in range(2):
+        for k in range(3):
+            heights = data.images[slot, k]
+            rows, cols = np.nonzero(heights > 0)
+            middle = 0.5 * (IMAGE_PIXELS - 1)
+            assert abs(rows.mean() - middle) < 0.25 * IMAGE_PIXELS and abs(cols.mean() - middle) < 0.25 * IMAGE_PIXELS
+            assert heights.max() > 0.005 and IMAGE_CELL * IMAGE_PIXELS > 2 * 0.09
+
+
+def test_training_steps_and_optimiser_gradients(hand_data):
+    from grasp_cell.learn.hand_optimise import PoseObjective, optimise
+    from grasp_cell.learn.train_hand_quality import HandGrasps, TrainSettings, train
+
+    data = HandGrasps.load(hand_data)
+    net, history = train(data, TrainSettings(epochs=2, channels=8, batch=4), threads=1, log=lambda _: None)
+    assert len(history) == 2 and all(np.isfinite(h["train_loss"]) for h in history)
+    row = 0
+    slot, image = int(data.slot[row]), int(data.image[row])
+    T_img_start = Transform.from_matrix(data.T_img_obj[slot, image] @ data.T_obj_tcp[row])
+    objective = PoseObjective(net, data.images[slot, image], T_img_start)
+    x = np.array([0.1, -0.2, 0.05, 0.1, 0.2, -0.1])
+    _, gradient = objective.logit_and_gradient(x)
+    numeric = np.array([(objective.logit_and_gradient(x + e)[0] - objective.logit_and_gradient(x - e)[0]) / 2e-4
+                        for e in np.eye(6) * 1e-4])
+    assert np.allclose(gradient, numeric, atol=2e-2 * max(1.0, np.abs(numeric).max()))
+    end, summary = optimise(objective)  # model-free: the logit alone, which BFGS can only raise
+    assert summary["end_logit"] >= summary["start_logit"] - 1e-6
+    assert np.allclose(objective.pose(np.zeros(6)).as_matrix(), T_img_start.as_matrix())

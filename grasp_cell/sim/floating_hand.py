@@ -180,6 +180,44 @@ class FloatingHand:
             found.extend(self.slide(random_rotation(rng), random_direction(rng), offset))
         return found
 
+    def sample_colliding(self, rng: np.random.Generator, count: int, tries: int = 50) -> list[Transform]:
+        """Up to ``count`` random poses (tcp within the object's bounding radius of its centre, any
+        orientation) where the open hand overlaps the object: seed 004's "explicit colliding poses"."""
+        found = []
+        for _ in range(count * tries):
+            if len(found) == count:
+                break
+            position = random_direction(rng) * rng.uniform(0.0, self.spec.bounding_radius)
+            pose = Transform(random_rotation(rng), position)
+            if self._overlaps(pose, closed=False):
+                found.append(pose)
+        return found
+
+    # --- seeing the object -------------------------------------------------------------------------------
+    def top_down_heights(self, rotation: np.ndarray, pixels: int, cell: float) -> tuple[np.ndarray, Transform]:
+        """The object turned by ``rotation``, seen straight down (-z) on a ``pixels`` x ``pixels`` grid
+        ``cell`` [m] apart centred on its bounding box: (heights [m] above its lowest point, 0 where the
+        rays miss it; rows along y, columns along x) and ``T_img_obj``, the object in the image's frame
+        (origin at the grid's centre on the level of the lowest point, axes as the object frame's)."""
+        kwargs = {"physicsClientId": self.client}
+        self.place(Transform(translation=(10.0, 10.0, 10.0)))  # the hand out of the way
+        pybullet.resetBasePositionAndOrientation(self.object, (0, 0, 0),
+                                                 Transform(rotation).quat_xyzw.tolist(), **kwargs)
+        low, high = (np.asarray(corner) for corner in pybullet.getAABB(self.object, **kwargs))
+        centre = 0.5 * (low + high)
+        steps = (np.arange(pixels) - 0.5 * (pixels - 1)) * cell
+        x, y = np.meshgrid(centre[0] + steps, centre[1] + steps)
+        top, bottom = high[2] + 0.01, low[2] - 0.01
+        starts = np.stack([x.ravel(), y.ravel(), np.full(x.size, top)], axis=1)
+        ends = starts.copy()
+        ends[:, 2] = bottom
+        hits = pybullet.rayTestBatch(starts.tolist(), ends.tolist(), **kwargs)
+        fraction = np.array([hit[2] if hit[0] == self.object else 1.0 for hit in hits])
+        surface = top - fraction * (top - bottom)
+        heights = np.where(fraction < 1.0, surface - low[2], 0.0).reshape(pixels, pixels)
+        self._reset_object()
+        return heights.astype(np.float32), Transform(rotation, (-centre[0], -centre[1], -low[2]))
+
     # --- simulating a grasp -------------------------------------------------------------------------------
     def trial(self, T_obj_tcp: Transform, rng: np.random.Generator) -> GraspTrial:
         """Close the hand at ``T_obj_tcp`` on the free object, then shake it (see the module docstring)."""

@@ -9,6 +9,11 @@ to fit between the 85 mm jaws. Sizes, densities and colours are drawn from one g
 Two fixed sets: ``seen`` (used to generate training data) and ``novel`` (never in training data),
 made by different seeds; ``novel`` also holds two families absent from ``seen`` (frames and mallets),
 so the benchmark tests shapes the network has not met.
+
+A third set, ``hand`` (200 objects of every family), is seed 004's: the three-finger hand's grasp data
+splits it into seen and unseen objects by index (``grasp_cell.learn.hand_data``). Its objects are used at
+the size the families are drawn (11-90 mm bounding radius), comparable with the hand's 140 mm open span,
+as the seed scaled its objects to the hand.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import numpy as np
 
 from grasp_cell.sim.parts import Component, PartSpec, volume
 
-SET_SEEDS = {"seen": 3003, "novel": 3004}
-SET_SIZES = {"seen": 120, "novel": 60}
-HELD_OUT_FAMILIES = ("frame", "mallet")  # only in the novel set
+SET_SEEDS = {"seen": 3003, "novel": 3004, "hand": 4004}
+SET_SIZES = {"seen": 120, "novel": 60, "hand": 200}  # "hand": seed 004's objects, every family, split by index
+HELD_OUT_FAMILIES = ("frame", "mallet")  # not in the seen set
 DENSITY = (400.0, 1400.0)  # [kg/m^3] plastics, wood, food; a 20 N jaw holds them at mu = 0.2
 
 
@@ -186,7 +191,7 @@ def object_set(name: str) -> tuple[PartSpec, ...]:
     if name not in SET_SEEDS:
         raise ValueError(f"unknown object set '{name}'; expected one of {', '.join(SET_SEEDS)}")
     rng = np.random.default_rng(SET_SEEDS[name])
-    families = [f for f in FAMILIES if name == "novel" or f not in HELD_OUT_FAMILIES]
+    families = [f for f in FAMILIES if name != "seen" or f not in HELD_OUT_FAMILIES]
     weights = np.array([FAMILIES[f][1] for f in families])
     if name == "novel":  # the held-out families make up a fair share of the novel set
         weights = np.where(np.isin(families, HELD_OUT_FAMILIES), 2.0, weights)

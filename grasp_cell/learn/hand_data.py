@@ -1,0 +1,135 @@
+"""Seed 004's grasp data for the three-finger hand (section III): one command, resumable, parallel.
+
+    python -m grasp_cell.learn.hand_data --out data/hand --grasps-per-object 60 --workers 2
+
+Per object of the ``hand`` set (``grasp_cell.sim.objects``): qualified poses from random slides of the
+open hand, a random subset of them simulated free-floating without gravity and labelled failed, loose or
+robust (``grasp_cell.sim.floating_hand``), a few poses where the open hand overlaps the object (seed
+004's colliding negatives, for the model-free variant), and ``IMAGES_PER_OBJECT`` top-down height images
+of the object at random orientations (seed III-B); every pose is paired with one of them at random and
+is stored in the object's frame, so it can be carried into that image's frame (``T_img_obj``).
+
+Objects whose index ends in 9 (one in ten) are ``unseen``: kept out of training (seed IV-A: 90 % / 10 %).
+
+Layout: ``meta.json`` and one shard per object, ``shard_00000.npz`` ...: ``images`` (K, P, P) float16
+heights [m]; ``T_img_obj`` (K, 7) position and quaternion x, y, z, w; ``T_obj_tcp`` (M, 7) the same for the
+grasp poses; ``image`` (M,) int16 the image each pose goes with; ``label`` (M,) int8 (``LABELS``);
+``object`` () int32. Shard i is made from seed (base seed, i) alone: an interrupted run resumes where it
+stopped and gives the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from grasp_cell.core.transform import Transform
+from grasp_cell.eval.attempt_log import git_commit
+from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
+from grasp_cell.sim.floating_hand import FloatingHand, random_rotation
+from grasp_cell.sim.hand import HandGeometry
+from grasp_cell.sim.objects import SET_SIZES, object_set
+
+OBJECT_SET = "hand"
+LABELS = ("failed", "loose", "robust", "colliding")  # label codes 0..3; colliding: the open hand overlaps
+IMAGE_PIXELS = 64  # seed 004: 128 x 128 (see docs/hand_grasps.md)
+IMAGE_CELL = 0.00375  # [m] 64 px span 0.24 m: the largest object (90 mm radius) fits at any orientation
+IMAGES_PER_OBJECT = 20  # seed: 1 000 per object
+SLIDES_PER_OBJECT = 40
+
+
+def is_unseen(index: int) -> bool:
+    return index % 10 == 9
+
+
+def pose_row(T: Transform) -> np.ndarray:
+    return np.concatenate([T.translation, T.quat_xyzw]).astype(np.float32)
+
+
+def pose_of(row) -> Transform:
+    return Transform.from_pos_quat(row[:3], row[3:])
+
+
+def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
+    """Write object ``index``'s shard; returns (index, label counts)."""
+    out, index, seed, grasps_per_object, colliding_per_object = task
+    hand = _worker_hand()
+    rng = np.random.default_rng([seed, index])
+    hand.set_object(object_set(OBJECT_SET)[index])
+    rendered = [hand.top_down_heights(random_rotation(rng), IMAGE_PIXELS, IMAGE_CELL) for _ in range(IMAGES_PER_OBJECT)]
+    qualified = hand.sample_qualified(rng, SLIDES_PER_OBJECT)
+    chosen = rng.permutation(len(qualified))[:grasps_per_object]
+    trials = [hand.trial(qualified[i], rng) for i in chosen]
+    colliding = hand.sample_colliding(rng, colliding_per_object)
+    poses = [t.T_obj_tcp for t in trials] + colliding
+    codes = [LABELS.index(t.label.value) for t in trials] + [LABELS.index("colliding")] * len(colliding)
+    arrays = {
+        "images": np.stack([heights for heights, _ in rendered]).astype(np.float16),
+        "T_img_obj": np.stack([pose_row(T) for _, T in rendered]),
+        "T_obj_tcp": np.stack([pose_row(T) for T in poses]) if poses else np.zeros((0, 7), np.float32),
+        "image": rng.integers(0, IMAGES_PER_OBJECT, size=len(poses)).astype(np.int16),
+        "label": np.array(codes, dtype=np.int8),
+        "object": np.array(index, dtype=np.int32),
+    }
+    save_shard(shard_path(Path(out), index), arrays)
+    return index, {name: int(np.sum(arrays["label"] == code)) for code, name in enumerate(LABELS)}
+
+
+_HAND: FloatingHand | None = None
+
+
+def _worker_hand() -> FloatingHand:
+    global _HAND
+    if _HAND is None:
+        _HAND = FloatingHand()
+    return _HAND
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("data/hand"))
+    parser.add_argument("--objects", type=int, default=SET_SIZES[OBJECT_SET], help="the first N of the set")
+    parser.add_argument("--grasps-per-object", type=int, default=60, help="qualified poses simulated per object")
+    parser.add_argument("--colliding-per-object", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    meta = {
+        "object_set": OBJECT_SET,
+        "seed": args.seed,
+        "grasps_per_object": args.grasps_per_object,
+        "colliding_per_object": args.colliding_per_object,
+        "slides_per_object": SLIDES_PER_OBJECT,
+        "images_per_object": IMAGES_PER_OBJECT,
+        "image_pixels": IMAGE_PIXELS,
+        "image_cell": IMAGE_CELL,
+        "labels": list(LABELS),
+        "hand": asdict(HandGeometry()),
+        "git_commit": git_commit(),
+    }
+    fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "slides_per_object",
+             "images_per_object", "image_pixels", "image_cell", "hand")
+    try:
+        open_dataset(args.out, meta, fixed)
+    except ValueError as error:
+        parser.error(str(error))
+    todo = missing_shards(args.out, min(args.objects, SET_SIZES[OBJECT_SET]))
+    print(f"{args.out}: making {len(todo)} object shards with {args.workers} workers")
+    tasks = [(str(args.out), i, args.seed, args.grasps_per_object, args.colliding_per_object) for i in todo]
+    start = time.monotonic()
+    results = make_shards(make_object_shard, tasks, args.workers)
+    totals = {name: sum(counts[name] for _, counts in results) for name in LABELS}
+    elapsed = time.monotonic() - start
+    if results:
+        print(f"made {len(results)} objects in {elapsed:.0f} s ({elapsed / len(results):.1f} s each): "
+              + ", ".join(f"{count} {name}" for name, count in totals.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
