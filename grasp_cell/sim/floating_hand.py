@@ -24,7 +24,7 @@ import pybullet
 
 from grasp_cell.core.transform import Transform
 from grasp_cell.sim.config import PartsConfig
-from grasp_cell.sim.hand import FINGERS, PHALANGES, HandGeometry, joint_name, write_hand_urdf
+from grasp_cell.sim.hand import FINGERS, PHALANGES, HandGeometry, drive_fingers, joint_name, write_hand_urdf
 from grasp_cell.sim.parts import PartSpec, ShapeCache, create_part_body
 
 TIME_STEP = 1.0 / 240.0  # [s]
@@ -243,13 +243,7 @@ class FloatingHand:
         return GraspTrial(T_obj_tcp, GraspLabel.ROBUST)
 
     def _drive_fingers(self, speed: float) -> None:
-        """Every phalanx towards its closed angle at its share of ``speed``, with its torque limit."""
-        g = self.geometry
-        for joints in self.finger_joints:
-            for joint, share, torque, closed in zip(joints, g.speed_shares, g.torques, g.closed):
-                pybullet.setJointMotorControl2(self.hand, joint, pybullet.POSITION_CONTROL, targetPosition=closed,
-                                               maxVelocity=speed * share, force=torque, positionGain=0.3,
-                                               physicsClientId=self.client)
+        drive_fingers(self.client, self.hand, self.finger_joints, self.geometry, speed)
 
     def _fingers_still(self) -> bool:
         joints = [j for finger in self.finger_joints for j in finger]

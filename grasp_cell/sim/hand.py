@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pybullet
+
 FINGERS = ("a", "b", "c")
 PHALANGES = ("proximal", "medial", "distal")
 
@@ -119,3 +121,15 @@ def write_hand_urdf(folder: Path, geometry: HandGeometry = HandGeometry()) -> Pa
     path = Path(folder) / "three_finger_hand.urdf"
     path.write_text(hand_urdf(geometry), encoding="utf-8")
     return path
+
+
+def drive_fingers(client: int, body: int, finger_joints, geometry: HandGeometry, speed: float) -> None:
+    """Command every finger closed (``speed`` > 0, the proximal joint's [rad/s]) or open (< 0): each phalanx
+    moves towards its end at its share of the speed with its torque limit, and stops where it is blocked.
+    ``finger_joints``: per finger, its (proximal, medial, distal) joint indices in ``body``."""
+    target = geometry.closed if speed > 0 else geometry.open
+    for joints in finger_joints:
+        for joint, share, torque, end in zip(joints, geometry.speed_shares, geometry.torques, target):
+            pybullet.setJointMotorControl2(body, joint, pybullet.POSITION_CONTROL, targetPosition=end,
+                                           maxVelocity=abs(speed) * share, force=torque, positionGain=0.3,
+                                           physicsClientId=client)
