@@ -116,3 +116,27 @@ def test_training_steps_and_optimiser_gradients(hand_data):
     end, summary = optimise(objective)  # model-free: the logit alone, which BFGS can only raise
     assert summary["end_logit"] >= summary["start_logit"] - 1e-6
     assert np.allclose(objective.pose(np.zeros(6)).as_matrix(), T_img_start.as_matrix())
+
+
+def test_grasp_frame_inputs_follow_the_tcp_and_the_closing_direction():
+    """A bar along image x, seen from a tcp above its +x end by a hand closing along image y: the new
+    columns run along the closing direction (image y), so the bar runs down a column from the centre (new
+    y = -image x), with its heights taken from the tcp's level."""
+    import torch
+
+    from grasp_cell.models.hand_quality_net import grasp_aligned
+
+    cell, pixels = 0.00375, 64
+    heights = torch.zeros(1, 1, pixels, pixels)
+    heights[0, 0, 30:34, 20:44] = 0.02  # 24 cells along x, 4 along y, centred on the origin
+    x_end = (44 - 0.5 - 0.5 * (pixels - 1)) * cell  # the bar's +x end
+    position = torch.tensor([[x_end, 0.0, 0.05]])
+    closing_along_y = torch.tensor(rotation_about_axis([0, 0, 1], 0.0))[None].float()  # hand y = image y
+    image, rotation = grasp_aligned(heights, position, closing_along_y, cell)
+    bar = image[0, 0] > -0.04  # 0.02 - 0.05 on the bar, -0.05 elsewhere
+    rows, cols = np.nonzero(bar.numpy())
+    assert abs(image[0, 0][bar].mean().item() + 0.03) < 1e-3
+    assert cols.max() - cols.min() <= 5 and rows.max() - rows.min() >= 20  # the bar runs down a column...
+    assert rows.min() >= pixels // 2 - 1  # ...from the centre (under the tcp) on
+    assert torch.allclose(rotation, torch.tensor(rotation_about_axis([0, 0, 1], -math.pi / 2)).float()[None],
+                          atol=1e-6)

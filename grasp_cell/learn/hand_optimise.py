@@ -33,22 +33,23 @@ from scipy.optimize import minimize
 from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.learn.hand_data import LABELS, OBJECT_SET
 from grasp_cell.learn.train_hand_quality import HandGrasps
-from grasp_cell.models.hand_quality_net import POSITION_SCALE, HandQualityNet, pose_features
+from grasp_cell.models.hand_quality_net import POSITION_SCALE, HandQualityNet
 from grasp_cell.sim.floating_hand import FloatingHand, GraspLabel, random_direction, random_rotation
 from grasp_cell.sim.objects import object_set
 
 BARRIER_ALPHA = 0.005  # [m] with BARRIER_EPS: 500 at contact (seed: "about 500"), 1 at 5 mm, 0.25 at 20 mm
 BARRIER_EPS = 1e-5  # [m]
 DISTANCE_STEP = 0.001  # central differences of the distance: 1 mm, 1 mrad
-PULL_BACK = (0.01, 0.03)  # [m] along the approach, away from the object
-MAX_TURN = math.radians(20.0)
+PULL_BACK = (0.02, 0.05)  # [m] along the approach, away from the object
+MAX_TURN = math.radians(30.0)
 MAX_ITERATIONS = 40
 
 
 def load_quality_net(path: Path) -> HandQualityNet:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     settings = checkpoint["settings"]
-    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"])
+    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"],
+                         frame=settings.get("frame", "image"), cell=checkpoint.get("cell", 0.00375))
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval()
 
@@ -83,9 +84,8 @@ class PoseObjective:
         start = torch.from_numpy(self.T_img_start.rotation)
         rotation = start @ _rotation_vector_matrix(variables[3:])
         position = torch.from_numpy(self.T_img_start.translation) + POSITION_SCALE * variables[:3]
-        features = pose_features(position[None], rotation[None], self.net.rotation).float()
         image = torch.from_numpy(self.heights.astype(np.float32))[None, None]
-        logit = self.net(image, features)[0]
+        logit = self.net(image, position[None].float(), rotation[None].float())[0]
         logit.backward()
         return float(logit.detach()), variables.grad.numpy().copy()
 

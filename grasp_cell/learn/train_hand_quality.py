@@ -27,10 +27,10 @@ import yaml
 
 from grasp_cell.core.transform import quat_xyzw_to_matrix
 from grasp_cell.eval.attempt_log import git_commit
-from grasp_cell.learn.hand_data import LABELS, is_unseen
+from grasp_cell.learn.hand_data import IMAGE_CELL, LABELS, is_unseen
 from grasp_cell.learn.shards import list_shards
 from grasp_cell.learn.training import save_atomic, write_history_csv
-from grasp_cell.models.hand_quality_net import HandQualityNet, pose_features
+from grasp_cell.models.hand_quality_net import FRAMES, HandQualityNet
 
 TEST_IMAGES = 2  # of each seen object's images (seed: 100 of 1 000)
 ROBUST, FAILED, COLLIDING = (LABELS.index(name) for name in ("robust", "failed", "colliding"))
@@ -76,13 +76,14 @@ class HandGrasps:
         """(N,) whether each grasp's object is unseen."""
         return np.array([is_unseen(int(i)) for i in self.objects])[self.slot]
 
-    def batch(self, rows: np.ndarray, images: np.ndarray, rotation: str):
-        """Heights (B, 1, P, P), pose features and labels of grasps ``rows`` seen in ``images`` of their objects."""
+    def batch(self, rows: np.ndarray, images: np.ndarray):
+        """Heights (B, 1, P, P), tcp positions (B, 3) and rotations (B, 3, 3) in the image frame, and labels of
+        grasps ``rows`` seen in ``images`` of their objects."""
         slots = self.slot[rows]
         T = self.T_img_obj[slots, images] @ self.T_obj_tcp[rows]
         heights = torch.from_numpy(self.images[slots, images][:, None])
-        poses = pose_features(torch.from_numpy(T[:, :3, 3]).float(), torch.from_numpy(T[:, :3, :3]).float(), rotation)
-        return heights, poses, torch.from_numpy((self.label[rows] == ROBUST).astype(np.float32))
+        positions, rotations = torch.from_numpy(T[:, :3, 3]).float(), torch.from_numpy(T[:, :3, :3]).float()
+        return heights, positions, rotations, torch.from_numpy((self.label[rows] == ROBUST).astype(np.float32))
 
 
 def balanced(rows: np.ndarray, positive: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -123,8 +124,8 @@ def accuracy(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np
     losses, correct = [], 0
     with torch.no_grad():
         for start in range(0, len(rows), batch):
-            heights, poses, labels = data.batch(rows[start:start + batch], images[start:start + batch], net.rotation)
-            logits = net(heights, poses)
+            *inputs, labels = data.batch(rows[start:start + batch], images[start:start + batch])
+            logits = net(*inputs)
             losses.append(float(torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")))
             correct += int(((logits > 0).float() == labels).sum())
     return sum(losses) / max(len(rows), 1), correct / max(len(rows), 1)
@@ -133,6 +134,7 @@ def accuracy(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np
 @dataclass(frozen=True)
 class TrainSettings:
     rotation: str = "6d"
+    frame: str = "image"  # how image and pose are presented (grasp_cell.models.hand_quality_net.FRAMES)
     model_free: bool = False
     epochs: int = 20
     batch: int = 128
@@ -142,12 +144,14 @@ class TrainSettings:
     seed: int = 0
 
 
-def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print) -> tuple[HandQualityNet, list[dict]]:
+def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print,
+          cell: float = IMAGE_CELL) -> tuple[HandQualityNet, list[dict]]:
     torch.manual_seed(settings.seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(settings.seed)
     splits = Splits.of(data, settings.model_free, rng)
-    net = HandQualityNet(settings.rotation, data.images.shape[-1], settings.channels)
+    net = HandQualityNet(settings.rotation, data.images.shape[-1], settings.channels, frame=settings.frame,
+                         cell=cell)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     train_images = data.images.shape[1] - TEST_IMAGES
     seen_images = test_images(data, splits.seen_test, held_out=True)
@@ -159,8 +163,8 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
         order = rng.permutation(splits.train)
         for first in range(0, len(order), settings.batch):
             rows = order[first:first + settings.batch]
-            heights, poses, labels = data.batch(rows, rng.integers(0, train_images, len(rows)), settings.rotation)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(heights, poses), labels)
+            *inputs, labels = data.batch(rows, rng.integers(0, train_images, len(rows)))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(*inputs), labels)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -176,13 +180,16 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
 
 
 def weights_name(settings: TrainSettings) -> str:
-    return f"hand_quality_{settings.rotation}" + ("_free" if settings.model_free else "")
+    frame = "" if settings.frame == "image" else f"_{settings.frame}"
+    return f"hand_quality_{settings.rotation}{frame}" + ("_free" if settings.model_free else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/hand"))
     parser.add_argument("--rotation", default="6d", choices=("6d", "rpy"))
+    parser.add_argument("--frame", default="image", choices=FRAMES, help="image and pose as the seed's, or "
+                        "the image resampled about the grasp")
     parser.add_argument("--model-free", action="store_true", help="colliding poses as negatives too")
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     parser.add_argument("--seed", type=int, default=0)
@@ -191,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/hand_quality"))
     args = parser.parse_args(argv)
 
-    settings = TrainSettings(rotation=args.rotation, model_free=args.model_free, epochs=args.epochs, seed=args.seed)
+    settings = TrainSettings(rotation=args.rotation, frame=args.frame, model_free=args.model_free,
+                             epochs=args.epochs, seed=args.seed)
     data = HandGrasps.load(args.data)
     name = weights_name(settings)
     run_dir = args.runs / name
@@ -203,13 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     write_history_csv(run_dir, tuple(history[0]), history)
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{name}.pt"
-    save_atomic({"state_dict": net.state_dict(), "settings": asdict(settings), "pixels": data.images.shape[-1]},
-                weights)
+    save_atomic({"state_dict": net.state_dict(), "settings": asdict(settings), "pixels": data.images.shape[-1],
+                 "cell": IMAGE_CELL}, weights)
     splits = Splits.of(data, settings.model_free, np.random.default_rng(settings.seed))
     card = {
         "model": name,
         "trained_by": f"python -m grasp_cell.learn.train_hand_quality --data {args.data} --rotation {args.rotation}"
-        + (" --model-free" if args.model_free else "") + f" --epochs {args.epochs}",
+        f" --frame {args.frame}" + (" --model-free" if args.model_free else "") + f" --epochs {args.epochs}",
         "data": {"folder": str(args.data), "objects": int(len(data.objects)), "grasps": counts,
                  "train_examples": int(len(splits.train)), "seen_test": int(len(splits.seen_test)),
                  "unseen_test": int(len(splits.unseen_test))},

@@ -8,7 +8,14 @@ for this CPU; the seed's softmax over two classes is one logit here (the same fu
 Poses are the tcp's in the image frame (``grasp_cell.learn.hand_data``): position / POSITION_SCALE, and the
 rotation in one of ``ROTATIONS``: ``rpy`` (the seed's roll, pitch, yaw in [0, 2 pi)) or ``6d`` (the first two
 columns of the rotation matrix: continuous and unique, as the seed's conclusion asks of a better
-representation). Kept apart from the data and training code so a planner can import it alone.
+representation).
+
+Two ways to present image and pose (``FRAMES``): ``image`` is the seed's, the image as rendered and the
+pose in its frame; ``grasp`` first resamples the image about the tcp, turned with the hand's closing
+direction and with heights taken from the tcp's level, and gives the rotation left in that frame (the
+position is then zero and left out). The same inputs, one function of the other, and differentiable in
+the pose, so the optimiser works the same on both; ``grasp`` makes the net's task the same wherever and at
+whatever yaw the grasp lies. Kept apart from the data and training code so a planner can import it alone.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 from torch import nn
 
 ROTATIONS = {"rpy": 3, "6d": 6}  # features per rotation
+FRAMES = ("image", "grasp")
 POSITION_SCALE = 0.1  # [m] positions are divided by this
 HEIGHT_SCALE = 0.1  # [m] heights are divided by this
 
@@ -40,12 +48,36 @@ def pose_features(positions: torch.Tensor, rotations: torch.Tensor, kind: str) -
     return torch.cat([positions / POSITION_SCALE, rotation_features(rotations, kind)], dim=1)
 
 
+def grasp_aligned(heights: torch.Tensor, positions: torch.Tensor, rotations: torch.Tensor, cell: float):
+    """The ``grasp`` frame's inputs: (B, 1, P, P) heights [m] on a ``cell`` grid (rows along y, columns along
+    x, centred on the image frame's origin) resampled on the same grid centred under the tcp and turned by the
+    yaw of the hand's closing direction (its y axis), minus the tcp's height; and the rotations in that
+    turned frame. Bilinear, 0 height beyond the image; differentiable in ``positions`` and ``rotations``."""
+    pixels = heights.shape[-1]
+    yaw = torch.atan2(rotations[:, 1, 1], rotations[:, 0, 1])
+    cos, sin = torch.cos(yaw), torch.sin(yaw)
+    steps = (torch.arange(pixels, dtype=heights.dtype) - 0.5 * (pixels - 1)) * cell
+    along, across = steps[None, None, :], steps[None, :, None]  # new columns, new rows
+    x = positions[:, 0, None, None] + cos[:, None, None] * along - sin[:, None, None] * across
+    y = positions[:, 1, None, None] + sin[:, None, None] * along + cos[:, None, None] * across
+    half = 0.5 * (pixels - 1) * cell
+    grid = torch.stack([x / half, y / half], dim=-1).to(heights.dtype)
+    sampled = nn.functional.grid_sample(heights, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    zero = torch.zeros_like(yaw)
+    turn = torch.stack([torch.stack([cos, sin, zero], -1), torch.stack([-sin, cos, zero], -1),
+                        torch.stack([zero, zero, torch.ones_like(yaw)], -1)], dim=1)  # Rz(-yaw)
+    return sampled - positions[:, 2, None, None, None].to(heights.dtype), turn @ rotations
+
+
 class HandQualityNet(nn.Module):
-    def __init__(self, rotation: str = "6d", pixels: int = 64, channels: int = 32, hidden=(1000, 100)):
+    def __init__(self, rotation: str = "6d", pixels: int = 64, channels: int = 32, hidden=(1000, 100),
+                 frame: str = "image", cell: float = 0.00375):
         super().__init__()
         if rotation not in ROTATIONS:
             raise ValueError(f"unknown rotation representation '{rotation}'; expected one of {', '.join(ROTATIONS)}")
-        self.rotation = rotation
+        if frame not in FRAMES:
+            raise ValueError(f"unknown input frame '{frame}'; expected one of {', '.join(FRAMES)}")
+        self.rotation, self.frame, self.cell = rotation, frame, cell
         c = channels
         self.convolutions = nn.Sequential(
             nn.Conv2d(1, c, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
@@ -55,13 +87,19 @@ class HandQualityNet(nn.Module):
         )
         with torch.no_grad():
             flat = self.convolutions(torch.zeros(1, 1, pixels, pixels)).numel()
-        layers, width = [], flat + 3 + ROTATIONS[rotation]
+        layers, width = [], flat + ROTATIONS[rotation] + (3 if frame == "image" else 0)
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU(inplace=True)]
             width = size
         self.head = nn.Sequential(*layers, nn.Linear(width, 1))
 
-    def forward(self, heights: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
-        """(B, 1, P, P) heights [m] and (B, 3 + ROTATIONS[rotation]) pose features -> (B,) success logits."""
+    def forward(self, heights: torch.Tensor, positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+        """(B, 1, P, P) heights [m], the tcp's (B, 3) positions [m] and (B, 3, 3) rotations in the image
+        frame -> (B,) success logits."""
+        if self.frame == "grasp":
+            heights, rotations = grasp_aligned(heights, positions, rotations, self.cell)
+            poses = rotation_features(rotations, self.rotation)
+        else:
+            poses = pose_features(positions, rotations, self.rotation)
         image = self.convolutions(heights / HEIGHT_SCALE).flatten(1)
-        return self.head(torch.cat([image, poses], dim=1))[:, 0]
+        return self.head(torch.cat([image, poses.to(image.dtype)], dim=1))[:, 0]
