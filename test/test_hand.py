@@ -55,8 +55,8 @@ def test_trials_tell_robust_from_knocked_away(hand):
     hand.set_object(PartSpec("sphere", (0.06,), 0.1))
     held = hand.trial(Transform(DOWN, (0.0, 0.0, -0.02)), rng)
     assert held.label is GraspLabel.ROBUST, held.detail
-    # at the fingertips' reach the sphere is flicked away while the fingers close
-    flicked = hand.trial(Transform(DOWN, (0.0, 0.0, 0.05)), rng)
+    # at the fingertips' reach the sphere is pushed away while the fingers close
+    flicked = hand.trial(Transform(DOWN, (0.0, 0.0, 0.06)), rng)
     assert flicked.label is GraspLabel.FAILED and "knocked away" in flicked.detail
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from grasp_cell.core.transform import Transform
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
-from grasp_cell.sim.floating_hand import FloatingHand, random_rotation
+from grasp_cell.sim.floating_hand import CLOSING_SPEED, FloatingHand, random_rotation
 from grasp_cell.sim.hand import HandGeometry
 from grasp_cell.sim.objects import SET_SIZES, object_set
 
@@ -110,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         "image_cell": IMAGE_CELL,
         "labels": list(LABELS),
         "hand": asdict(HandGeometry()),
+        "closing_speed": CLOSING_SPEED,
         "git_commit": git_commit(),
     }
     fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "slides_per_object",
-             "images_per_object", "image_pixels", "image_cell", "hand")
+             "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed")
     try:
         open_dataset(args.out, meta, fixed)
     except ValueError as error:
