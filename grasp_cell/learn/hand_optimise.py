@@ -48,8 +48,8 @@ MAX_ITERATIONS = 40
 def load_quality_net(path: Path) -> HandQualityNet:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     settings = checkpoint["settings"]
-    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"],
-                         frame=settings.get("frame", "image"), cell=checkpoint.get("cell", 0.00375))
+    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"], frame=settings["frame"],
+                         cell=checkpoint["cell"])
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval()
 

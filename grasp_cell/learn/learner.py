@@ -4,6 +4,7 @@ optimiser, numbered training rounds, checkpoints, the train/test split and the t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from grasp_cell.learn.experience import ExperienceRecord
 
 
-class OnlineLearner:
+class OnlineLearner(ABC):
     def __init__(self, net: torch.nn.Module, parameters, settings, seed: int):
         """``parameters``: those the optimiser trains (Adam with the settings' ``lr`` and ``weight_decay``)."""
         self.settings = settings
@@ -46,9 +47,9 @@ class OnlineLearner:
         test = np.asarray(self.test, bool)
         return np.flatnonzero(~test), np.flatnonzero(test)
 
+    @abstractmethod
     def test_logits(self, indices: np.ndarray) -> np.ndarray:
         """The net's logit for each example's attempted grasp, in eval mode, without augmentation."""
-        raise NotImplementedError
 
     def round_metrics(self, train: np.ndarray, test: np.ndarray, losses: list[float]) -> dict:
         """The finished round's numbers: examples, training success rate and loss, and ``evaluate(test)``."""

@@ -144,12 +144,18 @@ class TrainSettings:
     seed: int = 0
 
 
-def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print,
-          cell: float = IMAGE_CELL) -> tuple[HandQualityNet, list[dict]]:
+def split(data: HandGrasps, settings: TrainSettings) -> tuple[Splits, np.random.Generator]:
+    """The run's splits, and its generator after drawing them (training draws on from there)."""
+    rng = np.random.default_rng(settings.seed)
+    return Splits.of(data, settings.model_free, rng), rng
+
+
+def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print, cell: float = IMAGE_CELL,
+          drawn: tuple[Splits, np.random.Generator] | None = None) -> tuple[HandQualityNet, list[dict]]:
+    """Train a net; ``drawn``: ``split(data, settings)`` when the caller needs the splits too."""
     torch.manual_seed(settings.seed)
     torch.set_num_threads(threads)
-    rng = np.random.default_rng(settings.seed)
-    splits = Splits.of(data, settings.model_free, rng)
+    splits, rng = drawn or split(data, settings)
     net = HandQualityNet(settings.rotation, data.images.shape[-1], settings.channels, frame=settings.frame,
                          cell=cell)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -207,13 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     counts = {label: int((data.label == code).sum()) for code, label in enumerate(LABELS)}
     print(f"{args.data}: {len(data.objects)} objects, grasps {counts}; training {name}")
     start = time.monotonic()
-    net, history = train(data, settings, args.threads)
+    drawn = split(data, settings)
+    splits = drawn[0]
+    net, history = train(data, settings, args.threads, drawn=drawn)
     write_history_csv(run_dir, tuple(history[0]), history)
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{name}.pt"
     save_atomic({"state_dict": net.state_dict(), "settings": asdict(settings), "pixels": data.images.shape[-1],
                  "cell": IMAGE_CELL}, weights)
-    splits = Splits.of(data, settings.model_free, np.random.default_rng(settings.seed))
     card = {
         "model": name,
         "trained_by": f"python -m grasp_cell.learn.train_hand_quality --data {args.data} --rotation {args.rotation}"

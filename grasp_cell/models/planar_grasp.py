@@ -129,25 +129,27 @@ class PlanarAction:
         return float(THETAS[self.angle])
 
 
+def turned(centres, thetas, along, across) -> np.ndarray:
+    """(..., 2) camera-frame (x, y) lying ``along`` the closing direction of ``thetas`` and ``across`` it
+    from ``centres`` (..., 2); all broadcast against each other."""
+    closing = closing_direction(np.asarray(thetas, dtype=float))
+    sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
+    return np.asarray(centres) + np.asarray(along)[..., None] * closing + np.asarray(across)[..., None] * sideways
+
+
 def turned_grid(centres: np.ndarray, thetas: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """(n, m, m, 2) camera-frame (x, y): point [k, i, j] lies ``steps[j]`` along the closing direction of
     ``thetas[k]`` and ``steps[i]`` across it from ``centres[k]`` (n, 2): a square grid turned with a grasp."""
-    closing = closing_direction(thetas)  # (n, 2)
-    across = np.stack([-closing[:, 1], closing[:, 0]], axis=-1)
-    return (
-        centres[:, None, None, :]
-        + steps[None, None, :, None] * closing[:, None, None, :]
-        + steps[None, :, None, None] * across[:, None, None, :]
-    )
+    return turned(centres[:, None, None, :], thetas[:, None, None], steps[None, None, :], steps[None, :, None])
 
 
 @dataclass(frozen=True)
 class Fingertips:
-    """Where the fingertips of every window's grasp go, as normalised heights (like ``Overview.heights``),
-    (ANGLES, len(OPENINGS), starts, starts) over the window starts of ``Canvases``."""
+    """Where the fingertips of every window's grasp go, as normalised heights (like ``Overview.heights``)
+    over the window starts of ``Canvases``."""
 
-    surface: np.ndarray  # height under the grasp centre (the mean of its four cells)
-    tips: np.ndarray  # fingertip height; NaN where the fingers cannot go down far enough to grip
+    surface: np.ndarray  # (ANGLES, starts, starts) height under the grasp centre (the mean of its four cells)
+    tips: np.ndarray  # (ANGLES, len(OPENINGS), starts, starts); NaN where the fingers cannot grip
 
     def fit_near(self, stride: int, cells: int) -> np.ndarray:
         """(ANGLES, len(OPENINGS), POSITIONS, POSITIONS): whether the fingers fit at some window start within
@@ -192,12 +194,9 @@ class Canvases:
         canvases of angle classes ``angles`` (broadcast)."""
         from grasp_cell.models.planar_net import WINDOW
 
-        middle = 0.5 * (self.images.shape[-1] - 1)
-        along = (np.asarray(cols) + 0.5 * (WINDOW - 1) - middle) * CELL
-        across = (np.asarray(rows) + 0.5 * (WINDOW - 1) - middle) * CELL
-        closing = closing_direction(THETAS[np.asarray(angles)])
-        sideways = np.stack([-closing[..., 1], closing[..., 0]], axis=-1)
-        return np.asarray(self.overview.centre) + along[..., None] * closing + across[..., None] * sideways
+        offset = 0.5 * (WINDOW - 1) - 0.5 * (self.images.shape[-1] - 1)  # window start -> its centre, in cells
+        along, across = (np.asarray(cols) + offset) * CELL, (np.asarray(rows) + offset) * CELL
+        return turned(self.overview.centre, THETAS[np.asarray(angles)], along, across)
 
     def windows(self, angle: int, rows, cols) -> "torch.Tensor":  # noqa: F821
         """(n, 1, WINDOW, WINDOW) windows of canvas ``angle`` starting at each (row, col): exactly what the
@@ -243,7 +242,7 @@ class Canvases:
             stop = np.maximum(nominal, fingers + FINGER_CLEARANCE / HEIGHT_SCALE)
             fits = (stop <= np.maximum(nominal, surface - reach) + 1e-6) & ~outside
             tips[:, k] = np.where(fits, stop, np.nan)
-        return Fingertips(np.repeat(surface[:, None], len(OPENINGS), axis=1), tips)
+        return Fingertips(surface, tips)
 
 
 def _box_max(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -392,7 +391,7 @@ class PlanarGraspModel(LearningGraspModel):
         x, y = canvases.centres(action.angle, action.row, action.col)
         index = (action.angle, action.opening, action.row, action.col)
         floor = canvases.overview.floor
-        surface = floor - float(fingertips.surface[index]) * HEIGHT_SCALE
+        surface = floor - float(fingertips.surface[action.angle, action.row, action.col]) * HEIGHT_SCALE
         tips = floor - float(fingertips.tips[index]) * HEIGHT_SCALE
         u, v = intrinsics.project([[x, y, surface]])[0]
         return Grasp(

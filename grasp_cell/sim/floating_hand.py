@@ -26,6 +26,7 @@ from grasp_cell.core.transform import Transform
 from grasp_cell.sim.config import PartsConfig
 from grasp_cell.sim.hand import FINGERS, PHALANGES, HandGeometry, drive_fingers, joint_name, write_hand_urdf
 from grasp_cell.sim.parts import PartSpec, ShapeCache, create_part_body
+from grasp_cell.sim.pick import smoothstep
 
 TIME_STEP = 1.0 / 240.0  # [s]
 SOLVER_ITERATIONS = 50  # fingers squeezing a light object: fewer lets phalanges sink into it
@@ -255,8 +256,7 @@ class FloatingHand:
         """Carry the hand from mount + ``start`` to mount + ``end`` (world offsets) with a smooth profile."""
         ticks = max(1, round(SHAKE_TIME / TIME_STEP))
         for tick in range(1, ticks + 1):
-            s = tick / ticks
-            s = s * s * (3.0 - 2.0 * s)
+            s, _ = smoothstep(tick / ticks)
             self._carry(Transform(T_world_mount.rotation, T_world_mount.translation + start + s * (end - start)))
             self._step()
 

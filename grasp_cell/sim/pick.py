@@ -185,7 +185,7 @@ class _Pick:
         ticks = max(1, math.ceil(duration / self.dt))
         monitor_every = max(1, round(MONITOR_PERIOD / self.dt))
         for tick in range(1, ticks + 1):
-            s, ds = _smoothstep(tick / ticks)
+            s, ds = smoothstep(tick / ticks)
             q, dq_ds = _along(path, s)
             velocities = dq_ds * ds / duration
             self.robot.set_joints(q, velocities)
@@ -387,7 +387,7 @@ def _duration(distance: float, speed: float) -> float:
     return max(0.05, 1.5 * distance / speed)
 
 
-def _smoothstep(x: float) -> tuple[float, float]:
+def smoothstep(x: float) -> tuple[float, float]:
     """s(x) = 3x^2 - 2x^3 and ds/dx."""
     return 3 * x * x - 2 * x**3, 6 * x - 6 * x * x
 
