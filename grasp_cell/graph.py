@@ -25,7 +25,13 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "robot": LaunchArgument("ur5", "arm", ("ur5", "iiwa", "kinova")),
     "camera": LaunchArgument("sim", "camera driver (hardware runs only; the simulated cell renders its own)"),
     "model": LaunchArgument("baseline", "grasp model, by registered name"),
-    "gripper": LaunchArgument("suction", "gripper on the arm; the model plans for it", ("suction", "parallel")),
+    "gripper": LaunchArgument(
+        "suction", "gripper on the arm; the model plans for it", ("suction", "parallel", "three_finger")
+    ),
+    "sim_config": LaunchArgument(
+        "", "simulated cell YAML, a path or a file in the package's config/; empty = config/sim_cell.yaml, "
+        "config/sim_hand_cell.yaml with gripper:=three_finger"
+    ),
     "parts": LaunchArgument("30", "parts dropped into the simulated bin"),
     "reflective": LaunchArgument(
         "false", "simulated camera: shiny part pixels go missing as on steel (seed 000 eq. 5)", ("true", "false")
@@ -88,6 +94,19 @@ def resolve_arguments(overrides: dict[str, str]) -> dict[str, str]:
     return args
 
 
+def sim_config_path(value: str, gripper: str, share: Path) -> str:
+    """The simulated cell's YAML: ``value`` as a path if it exists, else a file of the package's config/; the
+    default is the one for ``gripper`` (the three-finger hand's cell has a larger bin and its own objects)."""
+    if not value:
+        value = "sim_hand_cell.yaml" if gripper == "three_finger" else "sim_cell.yaml"
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if (share / "config" / value).exists():
+        return str(share / "config" / value)
+    raise ValueError(f"sim_config:={value}: no such file here or in {share / 'config'}")
+
+
 def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
     """The processes of the cell for these launch arguments."""
     args = resolve_arguments(overrides)
@@ -108,6 +127,7 @@ def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
                     "parts": int(args["parts"]),
                     "seed": int(args["seed"]),
                     "reflective": args["reflective"] == "true",
+                    "sim_config": sim_config_path(args["sim_config"], args["gripper"], share),
                 },
             )
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grasp_cell.graph import LAUNCH_ARGUMENTS, node_graph, parse_key_values
+from grasp_cell.graph import LAUNCH_ARGUMENTS, node_graph, package_share, parse_key_values
 from grasp_cell.launcher import NODE_MODULES, node_command, write_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +16,13 @@ def test_sim_graph_hosts_camera_and_arm_in_one_process():
     names = [spec.name for spec in node_graph({})]
     assert names == ["sim_cell_node", "grasp_node", "supervisor_node"]
     sim = node_graph({"robot": "iiwa", "parts": "7", "seed": "3"})[0]
-    assert sim.parameters == {"robot": "iiwa", "gripper": "suction", "parts": 7, "seed": 3, "reflective": False}
+    share = package_share()
+    assert sim.parameters == {"robot": "iiwa", "gripper": "suction", "parts": 7, "seed": 3, "reflective": False,
+                              "sim_config": str(share / "config" / "sim_cell.yaml")}
+    hand = node_graph({"gripper": "three_finger", "model": "hand_quality"})[0]
+    assert hand.parameters["sim_config"] == str(share / "config" / "sim_hand_cell.yaml")
+    with pytest.raises(ValueError, match="no_such.yaml"):
+        node_graph({"sim_config": "no_such.yaml"})
     assert node_graph({"reflective": "true"})[0].parameters["reflective"] is True
 
 

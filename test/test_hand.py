@@ -33,7 +33,7 @@ def test_hand_has_three_fingers_of_three_phalanges_and_a_tcp_past_the_palm(hand)
     tcp = pybullet.getLinkState(hand.hand, joints["hand_tcp_joint"], **kwargs)[4]
     assert np.allclose(tcp, [0.0, 0.0, 0.0], atol=1e-6)  # placing puts the tcp on the pose
     # closing curls finger a (-y side) and fingers b, c (+y side) towards each other
-    hand.place(Transform.identity(), closed=True)
+    hand.place(Transform.identity(), closed=1.0)
     tips = {f: pybullet.getLinkState(hand.hand, joints[joint_name(f, "distal")], **kwargs)[4] for f in FINGERS}
     hand.place(Transform.identity())
     open_tips = {f: pybullet.getLinkState(hand.hand, joints[joint_name(f, "distal")], **kwargs)[4] for f in FINGERS}
@@ -70,11 +70,11 @@ def test_random_rotations_are_proper_and_spread():
 # --- seed 004's data, net and pose optimisation ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def hand_data(tmp_path_factory):
-    from grasp_cell.learn.hand_data import make_object_shard
+    from grasp_cell.learn.hand_data import ShardCounts, make_object_shard
 
     folder = tmp_path_factory.mktemp("hand_data")
     for index in (0, 9):  # object 9 is unseen
-        make_object_shard((str(folder), index, 0, 8, 3))
+        make_object_shard((str(folder), index, 0, ShardCounts(grasps=8, colliding=3, above=4, above_colliding=2)))
     return folder
 
 
@@ -86,7 +86,8 @@ def test_hand_dataset_pairs_labelled_poses_with_images_of_their_object(hand_data
     assert list(data.objects) == [0, 9] and data.images.shape[1:] == (20, IMAGE_PIXELS, IMAGE_PIXELS)
     assert list(data.unseen()) == [data.objects[s] == 9 for s in data.slot]
     assert set(np.unique(data.label)) <= set(range(len(LABELS)))
-    assert (data.label == LABELS.index("colliding")).sum() == 6
+    assert (data.label == LABELS.index("colliding")).sum() == 2 * (3 + 2)  # random and from above, per object
+    assert np.sum(data.label != LABELS.index("colliding")) == 2 * (8 + 4)
     # each image sees its object from above, centred, its lowest point at height 0 (z of T_img_obj)
     for slot in range(2):
         for k in range(3):

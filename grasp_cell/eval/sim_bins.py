@@ -2,6 +2,7 @@
 and drivers the ROS cell runs, for quick measurement of SR / PC / PPH per model, arm and gripper.
 
     python -m grasp_cell.eval.sim_bins --model baseline --robot ur5 --gripper suction --seeds 0 1 2 3 4
+    python -m grasp_cell.eval.sim_bins --model hand_quality --gripper three_finger --parts 6 --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from grasp_cell.drivers.sim_camera import SimCamera
 from grasp_cell.eval.attempt_log import RUN_FILE, SUMMARY_FILE, AttemptLog, git_commit, new_run_dir, write_json
 from grasp_cell.eval.metrics import RunSummary, summarize
 from grasp_cell.eval.pick_loop import PickUntilEmpty, PlanningError, StopRules
-from grasp_cell.graph import package_share
+from grasp_cell.graph import package_share, sim_config_path
 from grasp_cell.models import GraspModel, Observation, create_model
 from grasp_cell.sim.config import CellConfig
 from grasp_cell.sim.world import SimWorld
@@ -65,15 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="baseline")
     parser.add_argument("--robot", default="ur5", choices=["ur5", "iiwa", "kinova"])
-    parser.add_argument("--gripper", default="suction", choices=["suction", "parallel"])
+    parser.add_argument("--gripper", default="suction", choices=["suction", "parallel", "three_finger"])
     parser.add_argument("--parts", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--max-attempts", type=int, default=0, help="per bin; 0 = until empty or 5 failures")
-    parser.add_argument("--sim-config", type=Path, default=package_share() / "config" / "sim_cell.yaml")
+    parser.add_argument("--sim-config", default="", help="as the launch argument sim_config (default: the "
+                        "gripper's cell, config/sim_cell.yaml or config/sim_hand_cell.yaml)")
     parser.add_argument("--log-dir", type=Path, default=Path("runs"))
     options = parser.parse_args(argv)
 
-    base = CellConfig.from_yaml(options.sim_config)
+    base = CellConfig.from_yaml(sim_config_path(options.sim_config, options.gripper, package_share()))
     model = create_model(options.model, gripper=options.gripper)
     rules = StopRules(max_attempts=options.max_attempts)
     summaries = []

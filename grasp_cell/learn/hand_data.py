@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ IMAGE_PIXELS = 64  # seed 004: 128 x 128 (see docs/hand_grasps.md)
 IMAGE_CELL = 0.00375  # [m] 64 px span 0.24 m: the largest object (90 mm radius) fits at any orientation
 IMAGES_PER_OBJECT = 20  # seed: 1 000 per object
 SLIDES_PER_OBJECT = 40
+ABOVE_SLIDES_PER_IMAGE = 2  # slides from above, per image (each image is one way the object can lie)
 
 
 def is_unseen(index: int) -> bool:
@@ -54,24 +55,46 @@ def pose_of(row) -> Transform:
     return Transform.from_pos_quat(row[:3], row[3:])
 
 
+@dataclass(frozen=True)
+class ShardCounts:
+    """How many poses of each kind one object's shard gets."""
+
+    grasps: int = 60  # qualified poses from random slides, simulated
+    colliding: int = 20  # random poses overlapping the object
+    above: int = 0  # qualified poses from above (bin picking), simulated
+    above_colliding: int = 0  # poses from above overlapping the object
+
+
 def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
     """Write object ``index``'s shard; returns (index, label counts)."""
-    out, index, seed, grasps_per_object, colliding_per_object = task
+    out, index, seed, counts = task
     hand = _worker_hand()
     rng = np.random.default_rng([seed, index])
     hand.set_object(object_set(OBJECT_SET)[index])
     rendered = [hand.top_down_heights(random_rotation(rng), IMAGE_PIXELS, IMAGE_CELL) for _ in range(IMAGES_PER_OBJECT)]
-    qualified = hand.sample_qualified(rng, SLIDES_PER_OBJECT)
-    chosen = rng.permutation(len(qualified))[:grasps_per_object]
+    qualified = hand.sample_qualified(rng, SLIDES_PER_OBJECT) if counts.grasps else []
+    chosen = rng.permutation(len(qualified))[:counts.grasps]
     trials = [hand.trial(qualified[i], rng) for i in chosen]
-    colliding = hand.sample_colliding(rng, colliding_per_object)
+    colliding = hand.sample_colliding(rng, counts.colliding)
+    # poses paired with a random image; poses from above with the image whose floor they respect
     poses = [t.T_obj_tcp for t in trials] + colliding
     codes = [LABELS.index(t.label.value) for t in trials] + [LABELS.index("colliding")] * len(colliding)
+    images = list(rng.integers(0, IMAGES_PER_OBJECT, size=len(poses)))
+    for wanted, colliding_ones in ((counts.above, False), (counts.above_colliding, True)):
+        if not wanted:
+            continue
+        found = [(pose, k) for k, (_, T_img_obj) in enumerate(rendered)
+                 for pose in hand.sample_from_above(rng, T_img_obj, ABOVE_SLIDES_PER_IMAGE, colliding=colliding_ones)]
+        for i in rng.permutation(len(found))[:wanted]:
+            pose, k = found[i]
+            poses.append(pose)
+            codes.append(LABELS.index("colliding" if colliding_ones else hand.trial(pose, rng).label.value))
+            images.append(k)
     arrays = {
         "images": np.stack([heights for heights, _ in rendered]).astype(np.float16),
         "T_img_obj": np.stack([pose_row(T) for _, T in rendered]),
         "T_obj_tcp": np.stack([pose_row(T) for T in poses]) if poses else np.zeros((0, 7), np.float32),
-        "image": rng.integers(0, IMAGES_PER_OBJECT, size=len(poses)).astype(np.int16),
+        "image": np.array(images, dtype=np.int16),
         "label": np.array(codes, dtype=np.int8),
         "object": np.array(index, dtype=np.int32),
     }
@@ -95,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=SET_SIZES[OBJECT_SET], help="the first N of the set")
     parser.add_argument("--grasps-per-object", type=int, default=60, help="qualified poses simulated per object")
     parser.add_argument("--colliding-per-object", type=int, default=20)
+    parser.add_argument("--above-per-object", type=int, default=0, help="qualified poses from above (the object "
+                        "resting on a floor, as in a bin), simulated per object")
+    parser.add_argument("--above-colliding-per-object", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -104,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "grasps_per_object": args.grasps_per_object,
         "colliding_per_object": args.colliding_per_object,
+        "above_per_object": args.above_per_object,
+        "above_colliding_per_object": args.above_colliding_per_object,
+        "above_slides_per_image": ABOVE_SLIDES_PER_IMAGE,
         "slides_per_object": SLIDES_PER_OBJECT,
         "images_per_object": IMAGES_PER_OBJECT,
         "image_pixels": IMAGE_PIXELS,
@@ -113,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         "closing_speed": CLOSING_SPEED,
         "git_commit": git_commit(),
     }
-    fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "slides_per_object",
+    fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "above_per_object",
+             "above_colliding_per_object", "above_slides_per_image", "slides_per_object",
              "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed")
     try:
         open_dataset(args.out, meta, fixed)
@@ -121,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     todo = missing_shards(args.out, min(args.objects, SET_SIZES[OBJECT_SET]))
     print(f"{args.out}: making {len(todo)} object shards with {args.workers} workers")
-    tasks = [(str(args.out), i, args.seed, args.grasps_per_object, args.colliding_per_object) for i in todo]
+    counts = ShardCounts(args.grasps_per_object, args.colliding_per_object, args.above_per_object,
+                         args.above_colliding_per_object)
+    tasks = [(str(args.out), i, args.seed, counts) for i in todo]
     start = time.monotonic()
     results = make_shards(make_object_shard, tasks, args.workers)
     totals = {name: sum(counts[name] for _, counts in results) for name in LABELS}

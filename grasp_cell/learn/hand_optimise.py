@@ -33,7 +33,12 @@ from scipy.optimize import minimize
 from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.learn.hand_data import LABELS, OBJECT_SET
 from grasp_cell.learn.train_hand_quality import HandGrasps
-from grasp_cell.models.hand_quality_net import POSITION_SCALE, HandQualityNet
+from grasp_cell.models.hand_quality_net import (
+    POSITION_SCALE,
+    HandQualityNet,
+    load_quality_net,
+    rotation_vector_matrices,
+)
 from grasp_cell.sim.floating_hand import FloatingHand, GraspLabel, random_direction, random_rotation
 from grasp_cell.sim.objects import object_set
 
@@ -43,25 +48,6 @@ DISTANCE_STEP = 0.001  # central differences of the distance: 1 mm, 1 mrad
 PULL_BACK = (0.02, 0.05)  # [m] along the approach, away from the object
 MAX_TURN = math.radians(30.0)
 MAX_ITERATIONS = 40
-
-
-def load_quality_net(path: Path) -> HandQualityNet:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    settings = checkpoint["settings"]
-    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"], frame=settings["frame"],
-                         cell=checkpoint["cell"])
-    net.load_state_dict(checkpoint["state_dict"])
-    return net.eval()
-
-
-def _rotation_vector_matrix(omega: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula in torch, differentiable at omega = 0."""
-    angle = torch.sqrt((omega * omega).sum() + 1e-12)
-    k = omega / angle
-    zero = torch.zeros((), dtype=omega.dtype)
-    cross = torch.stack([torch.stack([zero, -k[2], k[1]]), torch.stack([k[2], zero, -k[0]]),
-                         torch.stack([-k[1], k[0], zero])])
-    return torch.eye(3, dtype=omega.dtype) + torch.sin(angle) * cross + (1 - torch.cos(angle)) * (cross @ cross)
 
 
 @dataclass
@@ -82,7 +68,7 @@ class PoseObjective:
     def logit_and_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         variables = torch.tensor(x, dtype=torch.float64, requires_grad=True)
         start = torch.from_numpy(self.T_img_start.rotation)
-        rotation = start @ _rotation_vector_matrix(variables[3:])
+        rotation = start @ rotation_vector_matrices(variables[None, 3:])[0]
         position = torch.from_numpy(self.T_img_start.translation) + POSITION_SCALE * variables[:3]
         image = torch.from_numpy(self.heights.astype(np.float32))[None, None]
         logit = self.net(image, position[None].float(), rotation[None].float())[0]

@@ -57,10 +57,13 @@ class HandGrasps:
     label: np.ndarray  # (N,) LABELS codes
 
     @classmethod
-    def load(cls, folder: Path) -> "HandGrasps":
-        shards = [np.load(path) for path in list_shards(folder, ("images", "label"))]
+    def load(cls, folders: "Path | list[Path]") -> "HandGrasps":
+        """One data set, or several (each object's shard of each set is one slot)."""
+        folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+        shards = [np.load(path) for folder in folders for path in list_shards(folder, ("images", "label"))]
         if not shards:
-            raise ValueError(f"{folder} holds no hand grasp shards; make them with grasp_cell.learn.hand_data")
+            raise ValueError(f"{', '.join(map(str, folders))}: no hand grasp shards; make them with "
+                             "grasp_cell.learn.hand_data")
         counts = [len(s["label"]) for s in shards]
         return cls(
             images=np.stack([s["images"].astype(np.float32) for s in shards]),
@@ -192,7 +195,7 @@ def weights_name(settings: TrainSettings) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("data/hand"))
+    parser.add_argument("--data", type=Path, nargs="+", default=[Path("data/hand")], help="one or more data sets")
     parser.add_argument("--rotation", default="6d", choices=("6d", "rpy"))
     parser.add_argument("--frame", default="image", choices=FRAMES, help="image and pose as the seed's, or "
                         "the image resampled about the grasp")
@@ -201,17 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--name", default="", help="weights file name (default hand_quality_<rotation>[_<frame>]"
+                        "[_free]); the cell serves models/hand_quality.pt")
     parser.add_argument("--runs", type=Path, default=Path("runs/hand_quality"))
     args = parser.parse_args(argv)
 
     settings = TrainSettings(rotation=args.rotation, frame=args.frame, model_free=args.model_free,
                              epochs=args.epochs, seed=args.seed)
     data = HandGrasps.load(args.data)
-    name = weights_name(settings)
+    name = args.name or weights_name(settings)
     run_dir = args.runs / name
     run_dir.mkdir(parents=True, exist_ok=True)
     counts = {label: int((data.label == code).sum()) for code, label in enumerate(LABELS)}
-    print(f"{args.data}: {len(data.objects)} objects, grasps {counts}; training {name}")
+    print(f"{' '.join(map(str, args.data))}: {len(data.objects)} object shards, grasps {counts}; training {name}")
     start = time.monotonic()
     drawn = split(data, settings)
     splits = drawn[0]
@@ -223,9 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                  "cell": IMAGE_CELL}, weights)
     card = {
         "model": name,
-        "trained_by": f"python -m grasp_cell.learn.train_hand_quality --data {args.data} --rotation {args.rotation}"
-        f" --frame {args.frame}" + (" --model-free" if args.model_free else "") + f" --epochs {args.epochs}",
-        "data": {"folder": str(args.data), "objects": int(len(data.objects)), "grasps": counts,
+        "trained_by": f"python -m grasp_cell.learn.train_hand_quality --data {' '.join(map(str, args.data))} "
+        f"--rotation {args.rotation} --frame {args.frame}" + (" --model-free" if args.model_free else "")
+        + f" --epochs {args.epochs}" + (f" --name {args.name}" if args.name else ""),
+        "data": {"folders": [str(folder) for folder in args.data], "object_shards": int(len(data.objects)),
+                 "grasps": counts,
                  "train_examples": int(len(splits.train)), "seen_test": int(len(splits.seen_test)),
                  "unseen_test": int(len(splits.unseen_test))},
         "settings": asdict(settings),

@@ -141,6 +141,7 @@ def register_weights_files(
 def _load_builtin_models() -> None:
     # importing the modules runs their @register decorators
     from grasp_cell.models import baseline  # noqa: F401
+    from grasp_cell.models.hand_grasp import register_hand_models
     from grasp_cell.models.pixel_grasp import register_pixel_models
     from grasp_cell.models.planar_grasp import register_planar_models
     from grasp_cell.models.suction_grasp import register_suction_models
@@ -150,3 +151,4 @@ def _load_builtin_models() -> None:
     register_suction_models()
     register_planar_models()
     register_region_models()
+    register_hand_models()

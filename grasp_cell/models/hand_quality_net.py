@@ -21,6 +21,7 @@ whatever yaw the grasp lies. Kept apart from the data and training code so a pla
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -98,8 +99,39 @@ class HandQualityNet(nn.Module):
         frame -> (B,) success logits."""
         if self.frame == "grasp":
             heights, rotations = grasp_aligned(heights, positions, rotations, self.cell)
-            poses = rotation_features(rotations, self.rotation)
-        else:
-            poses = pose_features(positions, rotations, self.rotation)
-        image = self.convolutions(heights / HEIGHT_SCALE).flatten(1)
-        return self.head(torch.cat([image, poses.to(image.dtype)], dim=1))[:, 0]
+            image = self.image_features(heights)
+            return self.head(torch.cat([image, rotation_features(rotations, self.rotation).to(image.dtype)], 1))[:, 0]
+        return self.pose_logits(self.image_features(heights), positions, rotations)
+
+    def image_features(self, heights: torch.Tensor) -> torch.Tensor:
+        """(B, 1, P, P) heights [m] -> (B, F) the convolution stage's output."""
+        return self.convolutions(heights / HEIGHT_SCALE).flatten(1)
+
+    def pose_logits(self, features: torch.Tensor, positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+        """Logits of poses in the ``image`` frame from ``image_features`` computed once: many poses of one image
+        cost one pass of the fully connected stage each."""
+        if self.frame != "image":
+            raise ValueError("pose_logits needs a net whose poses are in the image frame")
+        poses = pose_features(positions, rotations, self.rotation).to(features.dtype)
+        return self.head(torch.cat([features, poses], dim=1))[:, 0]
+
+
+def load_quality_net(path: Path) -> HandQualityNet:
+    """A net saved by ``grasp_cell.learn.train_hand_quality``, in eval mode."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    settings = checkpoint["settings"]
+    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"], frame=settings["frame"],
+                         cell=checkpoint["cell"])
+    net.load_state_dict(checkpoint["state_dict"])
+    return net.eval()
+
+
+def rotation_vector_matrices(omega: torch.Tensor) -> torch.Tensor:
+    """(B, 3) rotation vectors -> (B, 3, 3) matrices (Rodrigues), differentiable at omega = 0."""
+    angle = torch.sqrt((omega * omega).sum(dim=1) + 1e-12)[:, None, None]
+    k = omega / angle[:, :, 0]
+    zero = torch.zeros_like(k[:, 0])
+    cross = torch.stack([torch.stack([zero, -k[:, 2], k[:, 1]], -1), torch.stack([k[:, 2], zero, -k[:, 0]], -1),
+                         torch.stack([-k[:, 1], k[:, 0], zero], -1)], dim=1)
+    eye = torch.eye(3, dtype=omega.dtype).expand_as(cross)
+    return eye + torch.sin(angle) * cross + (1 - torch.cos(angle)) * (cross @ cross)

@@ -16,6 +16,7 @@ from pathlib import Path
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.transform import Transform
+from grasp_cell.sim.hand import CLOSING_SPEED
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,7 @@ class PartsConfig:
     """Primitive parts dropped into the bin; sizes are full extents [m] drawn uniformly per part."""
 
     count: int = 20
+    object_set: str = ""  # draw the bin's parts from this set of grasp_cell.sim.objects instead of the ranges below
     shape_weights: dict[str, float] = field(
         default_factory=lambda: {"cylinder": 0.55, "box": 0.15, "sphere": 0.15, "capsule": 0.15}
     )
@@ -121,6 +123,8 @@ class GripperConfig:
     jaw_force: float = 20.0  # [N] per finger
     jaw_speed: float = 0.15  # [m/s] per finger
     jaw_friction: float = 1.0
+    # three-finger hand (geometry and torques in grasp_cell.sim.hand)
+    hand_speed: float = CLOSING_SPEED  # [rad/s] of each finger's proximal joint, as in the hand's grasp data
 
 
 @dataclass(frozen=True)
@@ -190,10 +194,8 @@ class CellConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "CellConfig":
-        import yaml
-
-        with open(path, encoding="utf-8") as stream:
-            return cls.from_dict(yaml.safe_load(stream))
+        """A YAML file; its optional ``base: <file>`` (beside it) is read first and overridden key by key."""
+        return cls.from_dict(_read_yaml(Path(path)))
 
     def to_dict(self) -> dict:
         return _to_plain(self)
@@ -282,9 +284,31 @@ def _to_plain(value):
     return value
 
 
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    import yaml
+
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' files form a loop")
+    with open(path, encoding="utf-8") as stream:
+        data = yaml.safe_load(stream) or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return _merged(_read_yaml(path.parent / base, (*seen, path.resolve())), data)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` laid over it, sections merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _check(config: CellConfig) -> None:
     """Cross-field checks the dataclasses alone cannot express."""
-    from grasp_cell.sim.parts import SHAPES  # local: parts imports this module
+    from grasp_cell.sim.objects import SET_SIZES  # local: objects and parts import this module
+    from grasp_cell.sim.parts import SHAPES
     from grasp_cell.sim.robots import ARMS
 
     parts = config.parts
@@ -303,8 +327,8 @@ def _check(config: CellConfig) -> None:
             raise ConfigError(f"parts.{name}: need 0 < low <= high, got {low}, {high}")
     if config.robot.name not in ARMS:
         raise ConfigError(f"robot.name: unknown robot '{config.robot.name}'; expected one of {', '.join(ARMS)}")
-    if config.robot.gripper not in (GripperKind.SUCTION, GripperKind.PARALLEL):
-        raise ConfigError(f"robot.gripper: the sim has suction and parallel grippers, not {config.robot.gripper.value}")
+    if parts.object_set and parts.object_set not in SET_SIZES:
+        raise ConfigError(f"parts.object_set: unknown set '{parts.object_set}'; expected one of {sorted(SET_SIZES)}")
     if not 0 < config.physics.time_step <= 0.02:
         raise ConfigError(f"physics.time_step must lie in (0, 0.02] s, got {config.physics.time_step}")
     for name in ("solver_iterations", "grip_solver_iterations"):

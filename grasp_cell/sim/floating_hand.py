@@ -16,33 +16,42 @@ the shakes; the fingers are driven as in ``grasp_cell.sim.hand`` (one command pe
 from __future__ import annotations
 
 import enum
+import math
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import pybullet
 
-from grasp_cell.core.transform import Transform
+from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.sim.config import PartsConfig
-from grasp_cell.sim.hand import FINGERS, PHALANGES, HandGeometry, drive_fingers, joint_name, write_hand_urdf
+from grasp_cell.sim.hand import (
+    CLOSE_TIME,
+    CLOSING_SPEED,
+    FINGERS,
+    HAND_FRICTION,
+    HOLD_RADIUS,
+    PHALANGES,
+    HandGeometry,
+    drive_fingers,
+    fingers_still,
+    joint_name,
+    write_hand_urdf,
+)
 from grasp_cell.sim.parts import PartSpec, ShapeCache, create_part_body
 from grasp_cell.sim.pick import smoothstep
 
 TIME_STEP = 1.0 / 240.0  # [s]
 SOLVER_ITERATIONS = 50  # fingers squeezing a light object: fewer lets phalanges sink into it
-CLOSING_SPEED = 0.5  # [rad/s] a finger's proximal joint: about 60 mm/s at the fingertip, inside the Robotiq
-# 3-finger's 22-110 mm/s (at 2 rad/s, 240 mm/s, 33 of 56 failures relabelled this way held)
-CLOSE_TIME = 4.0  # [s] the most closing and settling may take before the object is judged
-SETTLED_SPEED = 0.05  # [rad/s] fingers slower than this have closed (on the object or fully)
 MOVING_SPEED = 0.02  # [m/s] an object faster than this after closing was knocked away
 SHAKES = 10  # seed 004: 10 random shakes
 SHAKE_AMPLITUDE = 0.03  # [m] per axis
 SHAKE_TIME = 0.15  # [s] out, and as long back: about 0.8 g peak at full amplitude
-HOLD_RADIUS = 0.08  # [m] the hand: within this of the tcp (its palm face lies 60 mm behind the tcp)
+MAX_TILT = math.radians(30.0)  # poses from above: the approach within this of straight down
+DOWN = np.diag([1.0, -1.0, -1.0])  # the tcp's z (the approach) straight down
 MAX_PUSH_FORCE = 500.0  # [N] the constraint that carries the hand
 CHECK_EVERY = 6  # physics steps between checks while closing
 SLIDE_STEP = 0.005  # [m] between positions along a slide
-FRICTION = 0.8  # rubber-padded phalanges on plastic or wood
 
 
 class GraspLabel(str, enum.Enum):
@@ -87,7 +96,7 @@ class FloatingHand:
                  for j in range(pybullet.getNumJoints(self.hand, **kwargs))}
         self.finger_joints = [[names[joint_name(f, p)] for p in PHALANGES] for f in FINGERS]
         for link in range(-1, pybullet.getNumJoints(self.hand, **kwargs)):
-            pybullet.changeDynamics(self.hand, link, lateralFriction=FRICTION, **kwargs)
+            pybullet.changeDynamics(self.hand, link, lateralFriction=HAND_FRICTION, **kwargs)
         self.T_tcp_mount = Transform(translation=(0.0, 0.0, -geometry.tcp))
         self.carrier = pybullet.createConstraint(self.hand, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0],
                                                  [0, 0, 0], [0, 0, 0], **kwargs)
@@ -112,7 +121,7 @@ class FloatingHand:
         kwargs = {"physicsClientId": self.client}
         if self.object is not None:
             pybullet.removeBody(self.object, **kwargs)
-        parts = PartsConfig(lateral_friction=FRICTION)
+        parts = PartsConfig(lateral_friction=HAND_FRICTION)
         self.object = create_part_body(self._shapes, spec, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0), parts)
         pybullet.changeDynamics(self.object, -1, activationState=pybullet.ACTIVATION_STATE_DISABLE_SLEEPING,
                                 linearDamping=0.0, angularDamping=0.0, **kwargs)
@@ -130,15 +139,16 @@ class FloatingHand:
         return Transform.from_pos_quat(position, orientation)
 
     # --- placing the hand ---------------------------------------------------------------------------------
-    def place(self, T_obj_tcp: Transform, closed: bool = False) -> None:
-        """Teleport the hand (open, or fully closed) to ``T_obj_tcp``, the object back to the origin."""
+    def place(self, T_obj_tcp: Transform, closed: float = 0.0) -> None:
+        """Teleport the hand to ``T_obj_tcp`` open (``closed`` 0), fully closed (1) or between, the object back
+        to the origin."""
         kwargs = {"physicsClientId": self.client}
         self._reset_object()
         T_world_mount = T_obj_tcp * self.T_tcp_mount
         pybullet.resetBasePositionAndOrientation(self.hand, T_world_mount.translation.tolist(),
                                                  T_world_mount.quat_xyzw.tolist(), **kwargs)
         pybullet.resetBaseVelocity(self.hand, (0, 0, 0), (0, 0, 0), **kwargs)
-        angles = self.geometry.closed if closed else self.geometry.open
+        angles = [a + float(closed) * (b - a) for a, b in zip(self.geometry.open, self.geometry.closed)]
         for joints in self.finger_joints:
             for joint, angle in zip(joints, angles):
                 pybullet.resetJointState(self.hand, joint, angle, 0.0, **kwargs)
@@ -156,22 +166,30 @@ class FloatingHand:
         points = pybullet.getClosestPoints(self.hand, self.object, search, physicsClientId=self.client)
         return min((p[8] for p in points), default=search)
 
-    def qualified(self, T_obj_tcp: Transform) -> bool:
-        """Open: clear of the object; closed: it would overlap it (seed 004 III-A)."""
-        return not self._overlaps(T_obj_tcp, closed=False) and self._overlaps(T_obj_tcp, closed=True)
+    def qualified(self, T_obj_tcp: Transform, sweep: bool = False) -> bool:
+        """Open: clear of the object; closed: it would overlap it (seed 004 III-A). ``sweep``: or the fingers
+        would on their way (a quarter, half or three quarters closed): a hand over an object resting on a floor
+        closes its fingertips under its sides, and curled fully they end above a low object."""
+        if self._overlaps(T_obj_tcp, closed=0.0):
+            return False
+        return any(self._overlaps(T_obj_tcp, closed) for closed in ((1.0, 0.75, 0.5, 0.25) if sweep else (1.0,)))
 
-    def _overlaps(self, T_obj_tcp: Transform, closed: bool) -> bool:
+    def _overlaps(self, T_obj_tcp: Transform, closed: float) -> bool:
         self.place(T_obj_tcp, closed)
         points = pybullet.getClosestPoints(self.hand, self.object, 0.0, physicsClientId=self.client)
         return any(p[8] < 0.0 for p in points)
 
-    def slide(self, rotation: np.ndarray, direction: np.ndarray, through: np.ndarray) -> list[Transform]:
+    def slide(self, rotation: np.ndarray, direction: np.ndarray, through: np.ndarray,
+              colliding: bool = False, sweep: bool = False) -> list[Transform]:
         """Qualified tcp poses with ``rotation`` along the line through ``through`` (object frame) along
-        ``direction``, ``SLIDE_STEP`` apart, over the object and the hand's reach on both sides."""
+        ``direction``, ``SLIDE_STEP`` apart, over the object and the hand's reach on both sides
+        (``colliding``: those where the open hand overlaps the object instead; ``sweep``: see ``qualified``)."""
         reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
         steps = np.arange(-reach, reach + 1e-9, SLIDE_STEP)
         poses = (Transform(rotation, np.asarray(through) + s * np.asarray(direction)) for s in steps)
-        return [pose for pose in poses if self.qualified(pose)]
+        if colliding:
+            return [pose for pose in poses if self._overlaps(pose, closed=0.0)]
+        return [pose for pose in poses if self.qualified(pose, sweep)]
 
     def sample_qualified(self, rng: np.random.Generator, slides: int) -> list[Transform]:
         """Qualified poses from ``slides`` random slides, each through a point within half the object's
@@ -180,6 +198,31 @@ class FloatingHand:
         for _ in range(slides):
             offset = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
             found.extend(self.slide(random_rotation(rng), random_direction(rng), offset))
+        return found
+
+    def sample_from_above(self, rng: np.random.Generator, T_img_obj: Transform, slides: int,
+                          max_tilt: float = MAX_TILT, colliding: bool = False) -> list[Transform]:
+        """Poses a bin-picking hand can reach when the object rests as in image frame ``T_img_obj`` (its
+        lowest point at z = 0, the floor): approach within ``max_tilt`` of straight down at any yaw, every
+        point of the open hand's outline (``HandGeometry.open_points``) above the floor. Each slide moves the
+        hand down its approach axis through a random point over the object's footprint and keeps the poses
+        qualified with the closing sweep (``qualified``), or with ``colliding`` the poses where the open hand
+        overlaps the object instead. The image's origin lies over the middle of the object's box
+        (``top_down_heights``)."""
+        outline = self.geometry.open_points()
+        T_obj_img = T_img_obj.inverse()
+        middle = 0.5 * self.spec.bounding_radius  # slides pass within this of the image origin (box centre)
+        found = []
+        for _ in range(slides):
+            tilt = rotation_about_axis((*random_direction(rng)[:2], 0.0), rng.uniform(0.0, max_tilt)) \
+                if max_tilt > 0 else np.eye(3)
+            R_img_tcp = tilt @ rotation_about_axis((0.0, 0.0, 1.0), rng.uniform(0, 2 * math.pi)) @ DOWN
+            through = np.array([*rng.uniform(-middle, middle, 2), 0.0])
+            for pose in self.slide(T_obj_img.rotation @ R_img_tcp, T_obj_img.rotation @ R_img_tcp[:, 2],
+                                   T_obj_img.apply(through), colliding, sweep=True):
+                T_img_tcp = T_img_obj * pose
+                if np.min(T_img_tcp.apply(outline)[:, 2]) >= 0.0:
+                    found.append(pose)
         return found
 
     def sample_colliding(self, rng: np.random.Generator, count: int, tries: int = 50) -> list[Transform]:
@@ -191,7 +234,7 @@ class FloatingHand:
                 break
             position = random_direction(rng) * rng.uniform(0.0, self.spec.bounding_radius)
             pose = Transform(random_rotation(rng), position)
-            if self._overlaps(pose, closed=False):
+            if self._overlaps(pose, closed=0.0):
                 found.append(pose)
         return found
 
@@ -229,7 +272,7 @@ class FloatingHand:
         for _ in range(round(CLOSE_TIME / TIME_STEP / CHECK_EVERY)):
             self._step(CHECK_EVERY)
             speed = float(np.linalg.norm(pybullet.getBaseVelocity(self.object, **kwargs)[0]))
-            if speed <= MOVING_SPEED and self._fingers_still():
+            if speed <= MOVING_SPEED and fingers_still(self.client, self.hand, self.finger_joints):
                 break  # (judged now: nothing will change)
         if speed > MOVING_SPEED:
             return GraspTrial(T_obj_tcp, GraspLabel.FAILED, f"knocked away ({speed:.2f} m/s)")
@@ -246,11 +289,6 @@ class FloatingHand:
 
     def _drive_fingers(self, speed: float) -> None:
         drive_fingers(self.client, self.hand, self.finger_joints, self.geometry, speed)
-
-    def _fingers_still(self) -> bool:
-        joints = [j for finger in self.finger_joints for j in finger]
-        states = pybullet.getJointStates(self.hand, joints, physicsClientId=self.client)
-        return all(abs(state[1]) < SETTLED_SPEED for state in states)
 
     def _move(self, T_world_mount: Transform, start: np.ndarray, end: np.ndarray) -> None:
         """Carry the hand from mount + ``start`` to mount + ``end`` (world offsets) with a smooth profile."""

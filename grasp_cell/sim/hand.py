@@ -14,13 +14,22 @@ the Robotiq linkage does. The URDF is written from ``HandGeometry``, so dimensio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pybullet
 
 FINGERS = ("a", "b", "c")
 PHALANGES = ("proximal", "medial", "distal")
+HAND_FRICTION = 0.8  # rubber-padded phalanges on plastic or wood
+CLOSING_SPEED = 0.5  # [rad/s] a finger's proximal joint: about 60 mm/s at the fingertip, inside the Robotiq
+# 3-finger's 22-110 mm/s (at 2 rad/s, 240 mm/s, 33 of 56 failures relabelled this way held)
+CLOSE_TIME = 4.0  # [s] the most closing and settling may take
+SETTLED_SPEED = 0.05  # [rad/s] fingers slower than this have closed (on the object or fully)
+HOLD_RADIUS = 0.08  # [m] an object whose centre lies within this of the tcp is in the hand (the palm face lies
+# 60 mm behind the tcp): an enveloping grasp lets it settle deeper into the hand, unlike a jaw's pinch
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,27 @@ class HandGeometry:
     def closing_axis(self, finger: str) -> tuple[float, float, float]:
         """Joint axis: a positive angle curls the finger towards the palm's y = 0 plane."""
         return (-1.0, 0.0, 0.0) if finger == "a" else (1.0, 0.0, 0.0)
+
+    def open_points(self) -> np.ndarray:
+        """(M, 3) points [m] in the tcp frame on the open hand's outline: the palm face (corners, edge middles and
+        centre), and on each finger its joints and tip at the corners of its cross-section, both splayed open
+        and straight (the fingertips pass their lowest, most advanced point while closing from open through
+        straight)."""
+        half_x, half_y = self.palm[0] / 2, self.palm[1] / 2
+        points = [(sx * half_x, sy * half_y, self.palm_face) for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
+        reach = np.cumsum(self.phalanges)
+        for finger in FINGERS:
+            knuckle = np.array(self.knuckle(finger))
+            outwards = -1.0 if finger == "a" else 1.0  # along y, away from the palm's middle
+            for angle in (self.open[0], 0.0):
+                direction = np.array([0.0, -outwards * math.sin(angle), math.cos(angle)])
+                normal = np.array([0.0, math.cos(angle), outwards * math.sin(angle)])  # across the finger
+                for length in reach:
+                    for side in (-0.5, 0.5):
+                        for face in (-0.5, 0.5):
+                            points.append(knuckle + length * direction + (side * self.finger_width, 0.0, 0.0)
+                                          + face * self.finger_thickness * normal)
+        return np.array(points) - (0.0, 0.0, self.tcp)
 
 
 def joint_name(finger: str, phalanx: str) -> str:
@@ -133,3 +163,10 @@ def drive_fingers(client: int, body: int, finger_joints, geometry: HandGeometry,
             pybullet.setJointMotorControl2(body, joint, pybullet.POSITION_CONTROL, targetPosition=end,
                                            maxVelocity=abs(speed) * share, force=torque, positionGain=0.3,
                                            physicsClientId=client)
+
+
+def fingers_still(client: int, body: int, finger_joints) -> bool:
+    """Every phalanx has stopped (closed on something or fully)."""
+    joints = [joint for finger in finger_joints for joint in finger]
+    states = pybullet.getJointStates(body, joints, physicsClientId=client)
+    return all(abs(state[1]) < SETTLED_SPEED for state in states)

@@ -19,12 +19,15 @@ Outcome rules (thresholds in ``OutcomeConfig``), checked in this order:
   end of the approach, any part other than the target moved more than ``disturb_distance`` from where it
   lay before the pick. The target is the first part on the approach ray through the grasp point.
 - MISSED: suction: no part touches the cup face with its surface normal within ``seal_angle_deg`` of the
-  cup axis (no seal); jaw: no part touches both fingers once they stopped closing.
+  cup axis (no seal); jaw: no part touches both fingers once they stopped closing; three-finger hand: no
+  part touches two of its fingers once every finger stopped (closed on something or fully).
 - DROPPED: held at the grip, but lost before the release over the tray: suction loses the seal when the
   part is pulled further than ``hold_distance`` from the cup (the seal's force, vacuum x cup area, is the
   constraint's limit) or when gravity's moment about the cup rim exceeds seal force x cup radius (a heavy
   part held off-centre peels off); a jaw grasp is lost when the part drifts more than ``hold_distance``
-  from the tool or stops touching both fingers for 3 checks in a row. Also DROPPED: released over the
+  from where it was gripped, a hand grasp when its centre gets further than the hand's ``HOLD_RADIUS``
+  from the tcp (as in the hand's grasp data), and either when the part stops touching two fingers for 3
+  checks in a row. Also DROPPED: released over the
   tray but at rest in the bin after all.
 - SUCCESS: held until the release and the gripped part came to rest outside the bin.
 
@@ -46,6 +49,7 @@ from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
 from grasp_cell.core.transform import Transform, rotation_about_axis
+from grasp_cell.sim.hand import CLOSE_TIME, HOLD_RADIUS, fingers_still
 from grasp_cell.sim.robots import CUP_RADIUS, MAX_OPENING, RobotTwin
 from grasp_cell.sim.world import SimWorld
 
@@ -145,7 +149,7 @@ class _Pick:
         target = self._target_part(plan)
         positions_before = self.world.part_positions()
         suction = self.robot.gripper is GripperKind.SUCTION
-        if not suction:
+        if self.robot.gripper is GripperKind.PARALLEL:
             opening = MAX_OPENING if width <= 0 else min(width, MAX_OPENING)  # the request's opening
             self.robot.set_opening(opening)
             self.robot.drive_fingers(opening, self.cfg.gripper.jaw_force, self.cfg.gripper.jaw_speed)
@@ -160,7 +164,8 @@ class _Pick:
         physics = self.cfg.physics
         with self.world.solver_iterations(physics.solver_iterations if suction else physics.grip_solver_iterations):
             self.phases.start("grip")
-            self._grip_suction() if suction else self._grip_jaw()
+            {GripperKind.SUCTION: self._grip_suction, GripperKind.PARALLEL: self._grip_jaw,
+             GripperKind.THREE_FINGER: self._grip_hand}[self.robot.gripper]()
 
             self.phases.start("lift")
             self._follow(plan.lift, _duration(motion.lift_height, motion.lift_speed), self._check_hold)
@@ -281,13 +286,30 @@ class _Pick:
             raise _Abort(Outcome.MISSED, "the jaw closed on nothing")
         self._hold(pinched[0])
 
+    def _grip_hand(self) -> None:
+        """Close every finger until all have stopped (on the part or fully closed), as in the hand's data."""
+        self.robot.drive_hand(self.cfg.gripper.hand_speed)
+        steps_per_check = max(1, round(MONITOR_PERIOD / self.dt))
+        for _ in range(math.ceil(CLOSE_TIME / (steps_per_check * self.dt))):
+            self.world.step(steps_per_check)
+            if fingers_still(self.client, self.robot.body, self.robot.hand_joints):
+                break
+        pinched = self._parts_between_fingers()
+        if not pinched:
+            raise _Abort(Outcome.MISSED, "the hand closed on nothing")
+        self._hold(pinched[0])
+
     def _parts_between_fingers(self) -> list[int]:
-        touching = []
-        for finger in self.robot.finger_links:
-            contacts = pybullet.getContactPoints(self.robot.body, linkIndexA=finger, physicsClientId=self.client)
-            touching.append({contact[2] for contact in contacts if contact[2] in self.world.parts})
-        both = set.intersection(*touching) if touching else set()
-        return sorted(both)
+        """Parts touched by at least two fingers (the jaw: both), most-touched first."""
+        touches: dict[int, int] = {}
+        for links in self.robot.finger_groups():
+            touching = set()
+            for link in links:
+                contacts = pybullet.getContactPoints(self.robot.body, linkIndexA=link, physicsClientId=self.client)
+                touching |= {contact[2] for contact in contacts if contact[2] in self.world.parts}
+            for body in touching:
+                touches[body] = touches.get(body, 0) + 1
+        return sorted((body for body, count in touches.items() if count >= 2), key=lambda body: (-touches[body], body))
 
     def _hold(self, body: int) -> None:
         self.held = body
@@ -307,9 +329,15 @@ class _Pick:
             return
         tcp_position, R_world_tcp = self._tcp()
         actual = self.world.part_position(self.held)
-        drift = float(np.linalg.norm(actual - (tcp_position + R_world_tcp @ self.p_tcp_held)))
-        if drift > self.cfg.outcome.hold_distance:
-            raise _Abort(Outcome.DROPPED, f"the part slipped {drift * 1e3:.0f} mm from the gripper and was lost")
+        if self.robot.gripper is GripperKind.THREE_FINGER:
+            # the hand's own measure, as in its grasp data (grasp_cell.sim.floating_hand)
+            away = float(np.linalg.norm(actual - tcp_position))
+            if away > HOLD_RADIUS:
+                raise _Abort(Outcome.DROPPED, f"the part left the hand ({away * 1e3:.0f} mm from the tcp)")
+        else:
+            drift = float(np.linalg.norm(actual - (tcp_position + R_world_tcp @ self.p_tcp_held)))
+            if drift > self.cfg.outcome.hold_distance:
+                raise _Abort(Outcome.DROPPED, f"the part slipped {drift * 1e3:.0f} mm from the gripper and was lost")
         if self.robot.gripper is GripperKind.SUCTION:
             # gravity's moment about the cup face centre against what the seal can take at its rim
             cup_centre = tcp_position - R_world_tcp[:, 2] * self.robot.bellows_compression()
@@ -324,13 +352,15 @@ class _Pick:
             # contact points flicker from step to step: lost only if they stay lost for a few checks
             self.jaw_contact_lost += 1
             if self.jaw_contact_lost >= JAW_CONTACT_CHECKS:
-                raise _Abort(Outcome.DROPPED, "the part slipped out of the jaw")
+                raise _Abort(Outcome.DROPPED, "the part slipped out of the fingers")
 
 
 def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transform, config) -> PickPlan | str:
     """Joint paths for the pick, or a sentence saying why it is unreachable."""
     motion = config.motion
-    yaws = (0.0, math.pi / 2, -math.pi / 2, math.pi) if robot.gripper is GripperKind.SUCTION else (0.0, math.pi)
+    # the symmetries of the grasp about its approach axis (the hand has none: finger a faces fingers b and c)
+    yaws = {GripperKind.SUCTION: (0.0, math.pi / 2, -math.pi / 2, math.pi), GripperKind.PARALLEL: (0.0, math.pi),
+            GripperKind.THREE_FINGER: (0.0,)}[robot.gripper]
     press = config.gripper.press_depth if robot.gripper is GripperKind.SUCTION else 0.0
     reasons = []
 

@@ -22,11 +22,22 @@ import pybullet_data
 from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.transform import Transform
 from grasp_cell.sim.config import GripperConfig
+from grasp_cell.sim.hand import (
+    FINGERS,
+    HAND_FRICTION,
+    PHALANGES,
+    HandGeometry,
+    drive_fingers,
+    joint_name,
+    write_hand_urdf,
+)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 GRIPPER_URDFS = {GripperKind.SUCTION: ASSETS / "suction_cup.urdf", GripperKind.PARALLEL: ASSETS / "parallel_jaw.urdf"}
-GRIPPER_ROOT_LINKS = {GripperKind.SUCTION: "suction_mount", GripperKind.PARALLEL: "jaw_mount"}
-TCP_LINKS = {GripperKind.SUCTION: "suction_tcp", GripperKind.PARALLEL: "jaw_tcp"}
+GRIPPER_ROOT_LINKS = {GripperKind.SUCTION: "suction_mount", GripperKind.PARALLEL: "jaw_mount",
+                      GripperKind.THREE_FINGER: "hand_mount"}
+TCP_LINKS = {GripperKind.SUCTION: "suction_tcp", GripperKind.PARALLEL: "jaw_tcp", GripperKind.THREE_FINGER: "hand_tcp"}
+HAND_JOINTS = {joint_name(finger, phalanx) for finger in FINGERS for phalanx in PHALANGES}
 CUP_LINK = "suction_cup"
 BELLOWS_JOINT = "suction_bellows_joint"
 FINGER_JOINTS = ("jaw_left_joint", "jaw_right_joint")
@@ -153,7 +164,10 @@ def assemble_urdf(spec: ArmSpec, gripper: GripperKind, out_dir: Path) -> Path:
     if spec.flange_link not in link_names:
         raise ValueError(f"{spec.name}: flange link '{spec.flange_link}' not in {urdf_path}")
 
-    tool = ET.parse(GRIPPER_URDFS[gripper]).getroot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # the hand's URDF is written from its geometry (grasp_cell.sim.hand), the others are assets
+    tool_urdf = write_hand_urdf(out_dir) if gripper is GripperKind.THREE_FINGER else GRIPPER_URDFS[gripper]
+    tool = ET.parse(tool_urdf).getroot()
     for element in tool:
         if element.tag in ("link", "joint"):
             arm.append(element)
@@ -162,7 +176,6 @@ def assemble_urdf(spec: ArmSpec, gripper: GripperKind, out_dir: Path) -> Path:
     ET.SubElement(mount, "child", link=GRIPPER_ROOT_LINKS[gripper])
     ET.SubElement(mount, "origin", xyz=" ".join(map(str, spec.flange_xyz)), rpy=" ".join(map(str, spec.flange_rpy)))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     out_path = out_dir / f"{spec.name}_{gripper.value}.urdf"
     ET.ElementTree(arm).write(out_path, encoding="unicode")
     return out_path
@@ -228,7 +241,7 @@ class RobotTwin:
             self.joint_index[info[1].decode()] = index
             if info[2] != pybullet.JOINT_FIXED:
                 movable.append((index, info[1].decode(), info[8], info[9]))
-        tool_joints = {BELLOWS_JOINT, *FINGER_JOINTS}
+        tool_joints = {BELLOWS_JOINT, *FINGER_JOINTS, *HAND_JOINTS}
         self.arm_joints = [index for index, name, _, _ in movable if name not in tool_joints]
         self.dof_joints = [index for index, _, _, _ in movable]
         self._arm_dofs = [self.dof_joints.index(index) for index in self.arm_joints]
@@ -245,6 +258,13 @@ class RobotTwin:
         self.finger_links = tuple(self.link_index[name] for name in FINGER_LINKS if name in self.link_index)
         self.finger_joints = tuple(self.joint_index[name] for name in FINGER_JOINTS if name in self.joint_index)
         self.bellows_joint = self.joint_index.get(BELLOWS_JOINT, -1)
+        self.hand = HandGeometry()
+        # per finger, its (proximal, medial, distal) joints; the phalanx links share the joints' indices
+        self.hand_joints = [[self.joint_index[joint_name(f, p)] for p in PHALANGES] for f in FINGERS] \
+            if self.gripper is GripperKind.THREE_FINGER else []
+        for link in [self.link_index["hand_mount"]] + [j for finger in self.hand_joints for j in finger] \
+                if self.hand_joints else []:
+            pybullet.changeDynamics(self.body, link, lateralFriction=HAND_FRICTION, physicsClientId=client)
         for finger in self.finger_links:
             # rubber-like pads; spinning friction stands in for the pad area that stops a part pivoting
             pybullet.changeDynamics(
@@ -301,6 +321,9 @@ class RobotTwin:
             pybullet.resetJointState(self.body, self.bellows_joint, 0.0, 0.0, physicsClientId=self.client)
         if self.finger_joints:
             self.set_opening(MAX_OPENING)
+        for finger in self.hand_joints:
+            for joint, angle in zip(finger, self.hand.open):
+                pybullet.resetJointState(self.body, joint, angle, 0.0, physicsClientId=self.client)
 
     def is_parked(self, tolerance: float = 1e-3) -> bool:
         """At the home posture (out of the camera's view)."""
@@ -518,6 +541,18 @@ class RobotTwin:
             self.suction_constraint = None
         if self.finger_joints:
             self.drive_fingers(MAX_OPENING, self.gripper_config.jaw_force, self.gripper_config.jaw_speed)
+        if self.hand_joints:
+            self.drive_hand(-self.gripper_config.hand_speed)
+
+    def drive_hand(self, speed: float) -> None:
+        """Every finger of the three-finger hand closes (``speed`` > 0, [rad/s] at the proximal joint) or opens."""
+        drive_fingers(self.client, self.body, self.hand_joints, self.hand, speed)
+
+    def finger_groups(self) -> list[set[int]]:
+        """The links of each finger (jaw: the two pads; hand: each finger's phalanges)."""
+        if self.hand_joints:
+            return [set(finger) for finger in self.hand_joints]
+        return [{link} for link in self.finger_links]
 
     def bellows_compression(self) -> float:
         """How far [m] the cup face sits behind the TCP (the uncompressed face) along the tool axis."""

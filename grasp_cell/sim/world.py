@@ -24,6 +24,7 @@ import pybullet
 from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.sim.config import CellConfig
+from grasp_cell.sim.objects import scene_specs
 from grasp_cell.sim.parts import PartSpec, ShapeCache, create_part_body, sample_part
 from grasp_cell.sim.robots import ARMS, RobotTwin, assemble_urdf
 
@@ -145,6 +146,8 @@ class SimWorld:
         count = len(specs) if specs is not None else cfg.count if part_count is None else int(part_count)
         if count < 0:
             raise ValueError(f"part_count must be >= 0, got {count}")
+        if specs is None and cfg.object_set:
+            specs = scene_specs(cfg.object_set, count, self.rng)
         with self.lock:
             self._drop_parts(count, specs)
 
@@ -275,8 +278,6 @@ class SimWorld:
         if name not in ARMS:
             raise ValueError(f"unknown robot '{name}'; expected one of {', '.join(ARMS)}")
         gripper = cfg.gripper if gripper is None else GripperKind.parse(gripper)
-        if gripper not in (GripperKind.SUCTION, GripperKind.PARALLEL):
-            raise ValueError(f"the sim has suction and parallel grippers, not {gripper.value}")
         spec = ARMS[name]
         position = cfg.base_position if cfg.base_position is not None else (0.0, -spec.mount_distance, 0.0)
         T_world_base = Transform(rotation_about_axis([0, 0, 1], np.radians(cfg.base_yaw_deg)), position)

@@ -1,0 +1,119 @@
+"""Seed 004 in the cell: the three-finger hand on an arm twin, its cell config, and the planner's geometry."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grasp_cell.core.camera import CameraIntrinsics
+from grasp_cell.core.grasp import GripperKind
+from grasp_cell.core.outcome import Outcome
+from grasp_cell.core.transform import Transform
+from grasp_cell.graph import package_share, sim_config_path
+from grasp_cell.models.base import Observation
+from grasp_cell.models.hand_grasp import CLEARANCE, MAX_TILT, HandQualityModel, HeightMap
+from grasp_cell.models.hand_quality_net import HandQualityNet
+from grasp_cell.sim.config import CellConfig
+from grasp_cell.sim.floating_hand import FloatingHand
+from grasp_cell.sim.hand import HandGeometry
+from grasp_cell.sim.parts import PartSpec
+from grasp_cell.sim.pick import execute_pick
+from grasp_cell.sim.world import SimWorld
+
+DOWN = np.diag([1.0, -1.0, -1.0])  # the tcp's z (the approach) along the world's -z
+
+
+@pytest.fixture(scope="module")
+def hand_cell_config() -> CellConfig:
+    return CellConfig.from_yaml(sim_config_path("", "three_finger", package_share()))
+
+
+def test_the_hand_cell_config_is_the_default_cell_with_the_hand_its_bin_and_objects(hand_cell_config):
+    default = CellConfig.from_yaml(package_share() / "config" / "sim_cell.yaml")
+    assert hand_cell_config.robot.gripper is GripperKind.THREE_FINGER
+    assert hand_cell_config.parts.object_set == "hand" and hand_cell_config.bin.inner_size == (0.50, 0.40)
+    assert hand_cell_config.camera == default.camera and hand_cell_config.motion == default.motion  # inherited
+    assert sim_config_path("", "suction", package_share()).endswith("sim_cell.yaml")
+
+
+def test_arm_twin_with_the_hand_lifts_a_box_from_the_floor_and_misses_beside_it(hand_cell_config):
+    with SimWorld(hand_cell_config, np.random.default_rng(0)) as world:
+        robot = world.load_robot()
+        assert len(robot.hand_joints) == 3 and len(robot.finger_groups()) == 3
+        box = PartSpec("box", (0.05, 0.04, 0.05), 0.1)
+        part = world.add_part(box, Transform(translation=(0.0, 0.0, world.bin_floor_z + 0.025)))
+        # fingertips (63 mm past the tcp, straight) 5 mm over the floor: they close under the box's sides
+        tcp_height = world.bin_floor_z + float(HandGeometry().open_points()[:, 2].max()) + 0.005
+        beside = execute_pick(world, Transform(DOWN, (0.15, 0.1, tcp_height)))
+        assert beside.outcome is Outcome.MISSED, beside.message
+        result = execute_pick(world, Transform(DOWN, (0.0, 0.0, tcp_height)))
+        assert result.outcome is Outcome.SUCCESS, result.message
+        assert part not in world.parts and world.parts_in_bin() == 0
+
+
+def test_poses_from_above_keep_the_open_hand_over_the_floor_and_would_close_on_the_object():
+    rng = np.random.default_rng(1)
+    outline = HandGeometry().open_points()
+    with FloatingHand() as hand:
+        hand.set_object(PartSpec("box", (0.09, 0.05, 0.05), 0.1))
+        _, T_img_obj = hand.top_down_heights(np.eye(3), 64, 0.00375)
+        poses = hand.sample_from_above(rng, T_img_obj, slides=6)
+        colliding = hand.sample_from_above(rng, T_img_obj, slides=10, colliding=True)
+        assert poses and colliding
+        for pose in poses:
+            T_img_tcp = T_img_obj * pose
+            assert T_img_tcp.apply(outline)[:, 2].min() >= 0.0  # over the floor (the object's lowest point)
+            assert -T_img_tcp.rotation[2, 2] >= math.cos(math.radians(30.0)) - 1e-9  # from above
+            assert hand.qualified(pose, sweep=True)
+        assert all(hand.distance(pose, 0.0) < 0.0 for pose in colliding)
+
+
+def _scene() -> tuple[Observation, float]:
+    """A flat floor 0.6 m below a straight-down camera with one box (60 x 40 x 30 mm) left of the middle."""
+    intrinsics = CameraIntrinsics.default()  # 640 x 480
+    floor = 0.6
+    v, u = np.mgrid[0:480, 0:640]
+    x, y = (u - intrinsics.cx) * floor / intrinsics.fx, (v - intrinsics.cy) * floor / intrinsics.fy
+    depth = np.full((480, 640), floor, np.float32)
+    on_box = (np.abs(x + 0.05) < 0.03) & (np.abs(y) < 0.02)
+    depth[on_box] = floor - 0.03
+    return Observation(depth, intrinsics, roi=(60, 40, 580, 440)), floor
+
+
+def test_part_images_are_in_the_frame_the_net_was_trained_in():
+    """Image pixel (row, col) at height h lies at ((col - c) cell, (row - c) cell, h) in the image's frame:
+    carried into the camera frame it must land on the box, at the depth the camera saw."""
+    observation, floor = _scene()
+    scene = HeightMap.from_observation(observation, 0.00375)
+    parts = scene.parts()
+    assert len(parts) == 1
+    image, T_cam_img = scene.part_image(parts[0], 64)
+    rows, cols = np.nonzero(image > 0.01)
+    assert abs(len(rows) * 0.00375**2 - 0.06 * 0.04) < 0.3 * 0.06 * 0.04
+    middle = 0.5 * (64 - 1)
+    points = np.stack([(cols - middle) * 0.00375, (rows - middle) * 0.00375, image[rows, cols]], axis=1)
+    in_camera = T_cam_img.apply(points)
+    assert np.all(np.abs(in_camera[:, 0] + 0.05) < 0.03 + 0.004) and np.all(np.abs(in_camera[:, 1]) < 0.02 + 0.004)
+    assert np.allclose(in_camera[:, 2], floor - 0.03, atol=0.002)
+    assert np.linalg.det(T_cam_img.rotation) > 0.99  # a rotation, not a mirror
+
+
+def test_planner_offers_grasps_from_above_that_keep_the_open_hand_clear():
+    torch.manual_seed(0)
+    observation, floor = _scene()
+    model = HandQualityModel(HandQualityNet(channels=8).eval(), pixels=64)
+    grasps = model.plan(observation, max_grasps=5)
+    assert grasps and all(g.gripper is GripperKind.THREE_FINGER for g in grasps)
+    assert [g.quality for g in grasps] == sorted((g.quality for g in grasps), reverse=True)
+    outline = HandGeometry().open_points()
+    for grasp in grasps:
+        approach = grasp.approach  # camera frame: straight down is +z
+        assert approach[2] >= math.cos(MAX_TILT) - 1e-3
+        points = grasp.T_cam_grasp.apply(outline)
+        assert points[:, 2].max() <= floor - CLEARANCE / 2  # every point of the open hand above the floor
+        over_box = (np.abs(points[:, 0] + 0.05) < 0.03) & (np.abs(points[:, 1]) < 0.02)
+        assert np.all(points[over_box, 2] <= floor - 0.03 - CLEARANCE / 2)  # and above the box
+        assert abs(grasp.position[0] + 0.05) < 0.06 and abs(grasp.position[1]) < 0.06  # over the box
+    empty = Observation(np.full_like(observation.depth, floor), observation.intrinsics, roi=observation.roi)
+    assert model.plan(empty) == []
