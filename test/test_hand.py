@@ -48,6 +48,8 @@ def test_qualified_means_clear_when_open_and_overlapping_when_closed(hand):
     assert hand.distance(Transform(DOWN, (0.0, 0.0, -0.07))) < 0.0 < hand.distance(Transform(DOWN, (0.0, 0.0, 0.2)))
     poses = hand.sample_qualified(np.random.default_rng(0), slides=10)
     assert poses and all(hand.qualified(pose) for pose in poses)
+    inside = hand.sample_qualified(np.random.default_rng(0), slides=10, colliding=True)
+    assert inside and all(-0.03 < hand.distance(pose, 0.0) < 0.0 for pose in inside)  # just inside
 
 
 def test_trials_tell_robust_from_knocked_away(hand):

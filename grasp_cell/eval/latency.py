@@ -1,6 +1,6 @@
 """Planning latency per model: image in, ranked grasps out, on synthetic 640x480 bin scenes.
 
-    python -m grasp_cell.eval.latency [--models NAME ...] [--grippers suction parallel] [--repeats 30]
+    python -m grasp_cell.eval.latency [--models NAME ...] [--grippers suction parallel three_finger] [--repeats 30]
 
 Every registered model by default, each for the grippers it plans for.
 
@@ -75,7 +75,8 @@ def measure_latency(
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=None, help="default: every registered model")
-    parser.add_argument("--grippers", nargs="+", default=["suction", "parallel"], choices=["suction", "parallel"])
+    parser.add_argument("--grippers", nargs="+", default=["suction", "parallel", "three_finger"],
+                        choices=["suction", "parallel", "three_finger"])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--scenes", type=int, default=5)
     parser.add_argument("--parts", type=int, default=30)

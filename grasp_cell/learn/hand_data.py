@@ -40,6 +40,7 @@ IMAGE_PIXELS = 64  # seed 004: 128 x 128 (see docs/hand_grasps.md)
 IMAGE_CELL = 0.00375  # [m] 64 px span 0.24 m: the largest object (90 mm radius) fits at any orientation
 IMAGES_PER_OBJECT = 20  # seed: 1 000 per object
 SLIDES_PER_OBJECT = 40
+NEAR_SLIDES_PER_OBJECT = 10  # random slides for the poses just inside the object
 ABOVE_SLIDES_PER_IMAGE = 2  # slides from above, per image (each image is one way the object can lie)
 
 
@@ -62,7 +63,8 @@ class ShardCounts:
     grasps: int = 60  # qualified poses from random slides, simulated
     colliding: int = 20  # random poses overlapping the object
     above: int = 0  # qualified poses from above (bin picking), simulated
-    above_colliding: int = 0  # poses from above overlapping the object
+    above_colliding: int = 0  # poses from above just inside the object
+    near_colliding: int = 0  # poses from random slides just inside the object
 
 
 def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
@@ -76,6 +78,9 @@ def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
     chosen = rng.permutation(len(qualified))[:counts.grasps]
     trials = [hand.trial(qualified[i], rng) for i in chosen]
     colliding = hand.sample_colliding(rng, counts.colliding)
+    if counts.near_colliding:
+        near = hand.sample_qualified(rng, NEAR_SLIDES_PER_OBJECT, colliding=True)
+        colliding += [near[i] for i in rng.permutation(len(near))[:counts.near_colliding]]
     # poses paired with a random image; poses from above with the image whose floor they respect
     poses = [t.T_obj_tcp for t in trials] + colliding
     codes = [LABELS.index(t.label.value) for t in trials] + [LABELS.index("colliding")] * len(colliding)
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--above-per-object", type=int, default=0, help="qualified poses from above (the object "
                         "resting on a floor, as in a bin), simulated per object")
     parser.add_argument("--above-colliding-per-object", type=int, default=0)
+    parser.add_argument("--near-colliding-per-object", type=int, default=0, help="poses just inside the object "
+                        "from random slides (for the model-free variant)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -133,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         "above_per_object": args.above_per_object,
         "above_colliding_per_object": args.above_colliding_per_object,
         "above_slides_per_image": ABOVE_SLIDES_PER_IMAGE,
+        "near_colliding_per_object": args.near_colliding_per_object,
+        "near_slides_per_object": NEAR_SLIDES_PER_OBJECT,
         "slides_per_object": SLIDES_PER_OBJECT,
         "images_per_object": IMAGES_PER_OBJECT,
         "image_pixels": IMAGE_PIXELS,
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": git_commit(),
     }
     fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "above_per_object",
-             "above_colliding_per_object", "above_slides_per_image", "slides_per_object",
+             "above_colliding_per_object", "above_slides_per_image", "near_colliding_per_object",
+             "near_slides_per_object", "slides_per_object",
              "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed")
     try:
         open_dataset(args.out, meta, fixed)
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = missing_shards(args.out, min(args.objects, SET_SIZES[OBJECT_SET]))
     print(f"{args.out}: making {len(todo)} object shards with {args.workers} workers")
     counts = ShardCounts(args.grasps_per_object, args.colliding_per_object, args.above_per_object,
-                         args.above_colliding_per_object)
+                         args.above_colliding_per_object, args.near_colliding_per_object)
     tasks = [(str(args.out), i, args.seed, counts) for i in todo]
     start = time.monotonic()
     results = make_shards(make_object_shard, tasks, args.workers)

@@ -52,6 +52,7 @@ DOWN = np.diag([1.0, -1.0, -1.0])  # the tcp's z (the approach) straight down
 MAX_PUSH_FORCE = 500.0  # [N] the constraint that carries the hand
 CHECK_EVERY = 6  # physics steps between checks while closing
 SLIDE_STEP = 0.005  # [m] between positions along a slide
+NEAR_SURFACE = 3  # slide steps: colliding poses from slides lie at most this far inside (15 mm)
 
 
 class GraspLabel(str, enum.Enum):
@@ -180,24 +181,31 @@ class FloatingHand:
         return any(p[8] < 0.0 for p in points)
 
     def slide(self, rotation: np.ndarray, direction: np.ndarray, through: np.ndarray,
-              colliding: bool = False, sweep: bool = False) -> list[Transform]:
+              colliding: bool = False, sweep: bool = False, near: int | None = None) -> list[Transform]:
         """Qualified tcp poses with ``rotation`` along the line through ``through`` (object frame) along
         ``direction``, ``SLIDE_STEP`` apart, over the object and the hand's reach on both sides
-        (``colliding``: those where the open hand overlaps the object instead; ``sweep``: see ``qualified``)."""
+        (``colliding``: those where the open hand overlaps the object instead, with ``near`` only those up to
+        ``near`` steps in; ``sweep``: see ``qualified``)."""
         reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
         steps = np.arange(-reach, reach + 1e-9, SLIDE_STEP)
-        poses = (Transform(rotation, np.asarray(through) + s * np.asarray(direction)) for s in steps)
+        poses = [Transform(rotation, np.asarray(through) + s * np.asarray(direction)) for s in steps]
         if colliding:
-            return [pose for pose in poses if self._overlaps(pose, closed=0.0)]
+            inside = np.array([self._overlaps(pose, closed=0.0) for pose in poses])
+            if near is None:
+                return [pose for pose, overlaps in zip(poses, inside) if overlaps]
+            # only those at most ``near`` steps from a clear pose: where an optimiser would cross in
+            clear = np.flatnonzero(~inside)
+            return [poses[i] for i in np.flatnonzero(inside) if clear.size and np.min(np.abs(clear - i)) <= near]
         return [pose for pose in poses if self.qualified(pose, sweep)]
 
-    def sample_qualified(self, rng: np.random.Generator, slides: int) -> list[Transform]:
-        """Qualified poses from ``slides`` random slides, each through a point within half the object's
-        bounding radius of its centre."""
+    def sample_qualified(self, rng: np.random.Generator, slides: int, colliding: bool = False) -> list[Transform]:
+        """Qualified poses (``colliding``: poses up to NEAR_SURFACE steps inside the object) from ``slides``
+        random slides, each through a point within half the object's bounding radius of its centre."""
         found = []
         for _ in range(slides):
             offset = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
-            found.extend(self.slide(random_rotation(rng), random_direction(rng), offset))
+            found.extend(self.slide(random_rotation(rng), random_direction(rng), offset, colliding,
+                                    near=NEAR_SURFACE if colliding else None))
         return found
 
     def sample_from_above(self, rng: np.random.Generator, T_img_obj: Transform, slides: int,
