@@ -108,3 +108,19 @@ def test_learning_mode_records_attempts_and_the_grasp_node_follows_the_trainer(t
     assert records[0].version in (-1, 0) and records[-1].version >= 1, run.stdout[-3000:]
     versions = [r.version for r in records]
     assert versions == sorted(versions)
+
+
+def test_hand_cell_plans_and_picks_with_the_three_finger_hand_over_dds(tmp_path):
+    """gripper:=three_finger brings up the hand's cell (config/sim_hand_cell.yaml) and the hand_quality planner."""
+    run = subprocess.run(
+        [sys.executable, "-m", "grasp_cell.cli", "launch", "gripper:=three_finger", "model:=hand_quality",
+         "parts:=3", "seed:=1", "max_attempts:=3", f"log_dir:={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    records = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
+    assert records and records[0]["parts_before"] == 3
+    assert all(r["outcome"] in CAUSES for r in records)
+    planned = [r["grasp"] for r in records if r.get("grasp")]
+    assert planned and all(g["gripper"] == "three_finger" and g["model"] == "hand_quality" for g in planned)
