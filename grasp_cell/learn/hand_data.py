@@ -30,8 +30,8 @@ import numpy as np
 from grasp_cell.core.transform import Transform
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
-from grasp_cell.sim.floating_hand import CLOSING_SPEED, FloatingHand, random_rotation
-from grasp_cell.sim.hand import HandGeometry
+from grasp_cell.sim.floating_hand import FloatingHand, random_rotation
+from grasp_cell.sim.hand import CLOSING_SPEED, HandGeometry
 from grasp_cell.sim.objects import SET_SIZES, object_set
 
 OBJECT_SET = "hand"

@@ -50,6 +50,15 @@ def bin_floor(observation: Observation) -> float:
     return float(np.percentile(seen, 95))
 
 
+def floor_box(observation: Observation, floor: float) -> tuple[float, float, float, float]:
+    """Camera-frame x_min, x_max, y_min, y_max [m] of the bin floor: its roi's corners carried down to the
+    floor's depth ``floor`` (the whole image without a roi)."""
+    intrinsics = observation.intrinsics
+    u_min, v_min, u_max, v_max = observation.roi or (0, 0, intrinsics.width, intrinsics.height)
+    corners = intrinsics.deproject(np.array([u_min, u_max]), np.array([v_min, v_max]), floor)
+    return (float(corners[0, 0]), float(corners[1, 0]), float(corners[0, 1]), float(corners[1, 1]))
+
+
 class GraspModel(abc.ABC):
     """Image in, ranked grasps (camera frame, best first) out."""
 

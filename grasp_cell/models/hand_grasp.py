@@ -36,6 +36,7 @@ from grasp_cell.models.base import (
     GraspModel,
     Observation,
     bin_floor,
+    floor_box,
     models_dir,
     register_weights_files,
     weights_file_factory,
@@ -67,14 +68,14 @@ WEIGHTS_NAME = re.compile(r"^hand_quality$")
 @dataclass(frozen=True)
 class HeightMap:
     """The bin from straight above: heights [m] above the floor on a square grid of the camera's x-y plane
-    (rows along camera y), 0 where unseen; ``inside``: cells over the bin floor."""
+    (rows along camera y), 0 where unseen or beyond the bin floor."""
 
     heights: np.ndarray
-    inside: np.ndarray
     x0: float  # camera x, y [m] of cell (0, 0)
     y0: float
     cell: float
     floor: float  # camera z of the floor [m]
+    floor_box: tuple[float, float, float, float]  # camera x_min, x_max, y_min, y_max [m] of the bin floor
     wall_top: float  # [m] above the floor: the walls' rim as seen around the floor (inf: not seen)
 
     @classmethod
@@ -90,20 +91,13 @@ class HeightMap:
             heights = np.where(np.isfinite(parallel.depth), floor - parallel.depth, 0.0)
         heights = np.clip(heights, 0.0, None).astype(np.float32)
         # the roi is the bin floor's image box: the walls stand just outside it
-        corners = intrinsics.deproject(np.array([roi[0], roi[2]]), np.array([roi[1], roi[3]]), floor)
+        x_min, x_max, y_min, y_max = walls = floor_box(observation, floor)
         x = parallel.x0 + np.arange(heights.shape[1]) * cell
         y = parallel.y0 + np.arange(heights.shape[0]) * cell
-        inside = ((y >= corners[0, 1]) & (y <= corners[1, 1]))[:, None] & ((x >= corners[0, 0]) & (x <= corners[1, 0]))
+        inside = ((y >= y_min) & (y <= y_max))[:, None] & ((x >= x_min) & (x <= x_max))[None, :]
         rim = heights[~inside]
         wall_top = float(np.percentile(rim[rim > MIN_HEIGHT], 90)) if np.any(rim > MIN_HEIGHT) else math.inf
-        return cls(heights * inside, inside, parallel.x0, parallel.y0, cell, floor, wall_top)
-
-    @property
-    def floor_box(self) -> tuple[float, float, float, float]:
-        """Camera x_min, x_max, y_min, y_max [m] of the bin floor."""
-        rows, cols = np.nonzero(self.inside)
-        return (self.x0 + cols.min() * self.cell, self.x0 + cols.max() * self.cell,
-                self.y0 + rows.min() * self.cell, self.y0 + rows.max() * self.cell)
+        return cls(heights * inside, parallel.x0, parallel.y0, cell, floor, walls, wall_top)
 
     def parts(self) -> list[np.ndarray]:
         """Boolean masks of the parts, largest first."""

@@ -32,7 +32,14 @@ from grasp_cell.core.geometry import ParallelDepth
 from grasp_cell.core.grasp import Grasp, GripperKind
 from grasp_cell.core.jaw import JawGeometry, closing_direction, planar_grasp_rotation
 from grasp_cell.core.transform import Transform
-from grasp_cell.models.base import Observation, bin_floor, models_dir, register_weights_files, weights_file_factory
+from grasp_cell.models.base import (
+    Observation,
+    bin_floor,
+    floor_box,
+    models_dir,
+    register_weights_files,
+    weights_file_factory,
+)
 from grasp_cell.models.selection import SELECTIONS, ExplorationSchedule, select
 from grasp_cell.models.snapshots import LearningGraspModel
 
@@ -74,9 +81,9 @@ class Overview:
         with np.errstate(invalid="ignore"):
             heights = np.clip((floor - parallel.depth) / HEIGHT_SCALE, -0.5, 3.0)
         heights = np.where(np.isfinite(heights), heights, 0.0).astype(np.float32)
-        corners = intrinsics.deproject(np.array([u_min, u_max]), np.array([v_min, v_max]), floor)
-        centre = 0.5 * (corners[0, :2] + corners[1, :2])
-        half = 0.5 * np.abs(corners[1, :2] - corners[0, :2])
+        x_min, x_max, y_min, y_max = floor_box(observation, floor)
+        centre = np.array([0.5 * (x_min + x_max), 0.5 * (y_min + y_max)])
+        half = np.array([0.5 * (x_max - x_min), 0.5 * (y_max - y_min)])
         x = parallel.x0 + np.arange(heights.shape[1]) / parallel.eta
         y = parallel.y0 + np.arange(heights.shape[0]) / parallel.eta
         inner = half - WALL_MARGIN
