@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Callable, TypeVar
 
 import rclpy
@@ -9,14 +10,21 @@ from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.node import Node
 
 from grasp_cell.drivers.base import DriverError
+from grasp_cell.drivers.settings import load_settings
 
 Driver = TypeVar("Driver")
 
 
-def driver_from_parameters(node: Node, create: Callable[[str, str], Driver]) -> Driver:
-    """Create the driver named by the ``driver`` parameter, configured by the ``driver_config`` file."""
+def driver_from_parameters(node: Node, create: Callable[[str, dict], Driver]) -> Driver:
+    """Create the driver named by the ``driver`` parameter, configured by the ``driver_config`` file with the
+    ``driver_options`` (a JSON object, as the launch graph writes it) laid over it."""
     name = node.declare_parameter("driver", "sim").value
-    driver = create(name, node.declare_parameter("driver_config", "").value)
+    config = node.declare_parameter("driver_config", "").value
+    try:
+        options = json.loads(node.declare_parameter("driver_options", "{}").value or "{}")
+    except json.JSONDecodeError as error:
+        raise DriverError(f"driver_options is not a JSON object: {error}") from None
+    driver = create(name, load_settings(config, options))
     node.get_logger().info(f"driver '{name}' ready")
     return driver
 
