@@ -23,7 +23,7 @@ class CameraNode(Node):
         """Use ``driver`` when given (the sim cell passes one sharing its world), else the ``driver`` parameter."""
         super().__init__("camera_node", **node_options)
         self.driver = driver if driver is not None else driver_from_parameters(self, create_camera_driver)
-        self.frame_id = self.declare_parameter("frame_id", self.driver.frame_id).value
+        self.frame_id = self.declare_parameter("frame_id", "").value or self.driver.frame_id
         self.depth_pub = self.create_publisher(Image, "depth/image", 1)
         self.color_pub = self.create_publisher(Image, "color/image", 1)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", 1)
