@@ -112,8 +112,9 @@ def run_pick(arm: ArmMotion, request: PickRequest, motion: PickMotion,
     def recover(retreat_to: Transform | None) -> str:
         """Let go and back off; a note on what could not be done."""
         notes = []
+        # out of the bin slowly: the gripper is among the parts
         for step, action in (("release", lambda: arm.set_gripper(False)),
-                             ("retreat", lambda: retreat_to and arm.move_linear(retreat_to, motion.transfer_speed,
+                             ("retreat", lambda: retreat_to and arm.move_linear(retreat_to, motion.approach_speed,
                                                                                 motion.acceleration))):
             try:
                 action()
