@@ -31,7 +31,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.drivers import camera_msgs
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
-from grasp_cell.drivers.settings import require
+from grasp_cell.drivers.settings import require, roi_setting
 
 MODES = ("trigger", "rate")
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -89,7 +89,8 @@ class BagCamera(CameraDriver):
         try:
             self.captures, recorded_frame_id = self._index(depth_topic, camera_info_topic, color_topic,
                                                            float(match_tolerance))
-            self.roi = _check_roi(roi, self.captures[0].intrinsics, self.path)
+            recorded = self.captures[0].intrinsics
+            self.roi = roi_setting({"roi": roi}, f"bag {self.path}", recorded.width, recorded.height)
         except BaseException:
             self._reader.close()
             raise
@@ -259,18 +260,6 @@ def _open(path: Path) -> Reader:
     except (ReaderError, OSError) as error:
         raise DriverError(f"bag {path}: cannot be read as a rosbag2 ({error})") from None
     return reader
-
-
-def _check_roi(roi, intrinsics: CameraIntrinsics, path: Path) -> tuple[int, int, int, int] | None:
-    """``roi`` as (u_min, v_min, u_max, v_max) inside the recorded image, or DriverError saying why not."""
-    if roi is None:
-        return None
-    roi = tuple(int(x) for x in roi)
-    inside = len(roi) == 4 and 0 <= roi[0] < roi[2] <= intrinsics.width and 0 <= roi[1] < roi[3] <= intrinsics.height
-    if not inside:
-        raise DriverError(f"bag {path}: roi must be [u_min, v_min, u_max, v_max] inside the recorded "
-                          f"{intrinsics.width}x{intrinsics.height} image")
-    return roi
 
 
 def _nearest(items: list[tuple], stamp_ns: int, tolerance: float, missing: str) -> tuple:

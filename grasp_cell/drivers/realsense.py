@@ -22,6 +22,7 @@ import pyrealsense2 as rs
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
+from grasp_cell.drivers.settings import roi_setting
 
 # setting name -> librealsense filter; applied in this order (none of them changes the resolution)
 FILTERS = {"spatial": rs.spatial_filter, "temporal": rs.temporal_filter, "hole_filling": rs.hole_filling_filter}
@@ -59,7 +60,6 @@ class RealSenseSettings:
     @classmethod
     def from_dict(cls, settings: dict) -> "RealSenseSettings":
         try:
-            roi = settings.get("roi") or None
             return cls(
                 serial=str(settings.get("serial") or ""),
                 width=int(settings.get("width", cls.width)),
@@ -72,7 +72,8 @@ class RealSenseSettings:
                 reconnect_attempts=max(1, int(settings.get("reconnect_attempts", cls.reconnect_attempts))),
                 playback=str(settings.get("playback") or ""),
                 repeat_playback=_flag(settings.get("repeat_playback", cls.repeat_playback)),
-                roi=tuple(int(x) for x in roi) if roi else None,
+                roi=roi_setting(settings, "realsense", int(settings.get("width", cls.width)),
+                                int(settings.get("height", cls.height))),
             )
         except (TypeError, ValueError) as error:
             raise DriverError(f"realsense: bad setting ({error}); see config/hardware/realsense.yaml") from None

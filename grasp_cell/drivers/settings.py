@@ -29,3 +29,29 @@ def require(settings: dict, key: str, driver: str):
     if key not in settings or settings[key] in ("", None):
         raise DriverError(f"{driver}: setting '{key}' is missing (set it in the driver's YAML or as a launch option)")
     return settings[key]
+
+
+def roi_setting(settings: dict, driver: str, width: int | None = None, height: int | None = None):
+    """The ``roi`` setting, the bin's pixel box ``[u_min, v_min, u_max, v_max]`` (max exclusive), as a tuple;
+    empty or absent: None (plan on the whole image). Checked against the image size where it is known."""
+    roi = settings.get("roi") or None
+    if roi is None:
+        return None
+    try:
+        roi = tuple(int(x) for x in roi)
+    except (TypeError, ValueError):
+        roi = ()
+    ordered = len(roi) == 4 and 0 <= roi[0] < roi[2] and 0 <= roi[1] < roi[3]
+    inside = ordered and (width is None or roi[2] <= width) and (height is None or roi[3] <= height)
+    if not inside:
+        size = f" inside the {width}x{height} image" if width is not None and height is not None else ""
+        raise DriverError(f"{driver}: roi must be [u_min, v_min, u_max, v_max]{size} or empty, got {settings['roi']!r}")
+    return roi
+
+
+def package_path(path: str | Path) -> Path:
+    """A relative path from the current folder if it is there, else from the package's (config/ lives there)."""
+    from grasp_cell.graph import package_share
+
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or path.exists() else package_share() / path

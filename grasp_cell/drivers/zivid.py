@@ -31,6 +31,7 @@ import numpy as np
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
+from grasp_cell.drivers.settings import roi_setting
 
 INSTALL_HINT = ("install the Zivid SDK (https://www.zivid.com/downloads) and then the matching Python package "
                 "(pip install zivid)")
@@ -200,14 +201,11 @@ class ZividCamera(CameraDriver):
 
     @classmethod
     def from_settings(cls, settings: dict) -> "ZividCamera":
-        roi = settings.get("roi") or None
-        if roi is not None and len(roi) != 4:
-            raise DriverError(f"zivid: roi must be [u_min, v_min, u_max, v_max] or [], got {roi!r}")
         return cls(
             serial_number=str(settings.get("serial_number") or ""),
             spec=CaptureSettings.from_settings(settings),
             frame_id=settings.get("frame_id") or "",
-            roi=tuple(int(x) for x in roi) if roi else None,
+            roi=roi_setting(settings, "zivid"),
         )
 
     def capture(self) -> Capture:
