@@ -23,7 +23,14 @@ class LaunchArgument:
 LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "sim": LaunchArgument("true", "true: simulated PyBullet cell; false: hardware drivers", ("true", "false")),
     "robot": LaunchArgument("ur5", "arm", ("ur5", "iiwa", "kinova")),
-    "camera": LaunchArgument("sim", "camera driver (hardware runs only; the simulated cell renders its own)"),
+    "camera": LaunchArgument(
+        "realsense", "camera driver of a hardware run (the simulated cell renders its own)",
+        ("realsense", "zivid", "bag"),
+    ),
+    "camera_config": LaunchArgument("", "camera driver YAML; empty = config/hardware/<camera>.yaml"),
+    "robot_config": LaunchArgument("", "arm driver YAML; empty = config/hardware/<robot>.yaml"),
+    "robot_ip": LaunchArgument("", "the UR controller's address (overrides robot_config's host)"),
+    "bag": LaunchArgument("", "camera:=bag: the rosbag2 folder or file to replay (overrides camera_config's path)"),
     "model": LaunchArgument("baseline", "grasp model, by registered name"),
     "gripper": LaunchArgument(
         "suction", "gripper on the arm; the model plans for it", ("suction", "parallel", "three_finger")
@@ -107,6 +114,20 @@ def sim_config_path(value: str, gripper: str, share: Path) -> str:
     raise ValueError(f"sim_config:={value}: no such file here or in {share / 'config'}")
 
 
+def driver_parameters(driver: str, config: str, share: Path, options: dict[str, str]) -> dict:
+    """A hardware driver node's parameters: the driver, its YAML (default ``config/hardware/<driver>.yaml``)
+    and the launch options laid over it (empty ones left out)."""
+    if config:
+        path = Path(config).expanduser()
+        config = str(path.resolve()) if path.exists() else str(share / "config" / "hardware" / config)
+    else:
+        config = str(share / "config" / "hardware" / f"{driver}.yaml")
+    if not Path(config).exists():
+        raise ValueError(f"driver settings {config}: no such file")
+    options = {key: value for key, value in options.items() if value}
+    return {"driver": driver, "driver_config": config, "driver_options": json.dumps(options, sort_keys=True)}
+
+
 def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
     """The processes of the cell for these launch arguments."""
     args = resolve_arguments(overrides)
@@ -132,8 +153,10 @@ def node_graph(overrides: dict[str, str]) -> list[NodeSpec]:
             )
         )
     else:
-        nodes.append(NodeSpec("camera_node", "camera_node", param_files=params, parameters={"driver": args["camera"]}))
-        nodes.append(NodeSpec("motion_node", "motion_node", param_files=params, parameters={"driver": args["robot"]}))
+        nodes.append(NodeSpec("camera_node", "camera_node", param_files=params, parameters=driver_parameters(
+            args["camera"], args["camera_config"], share, {"path": args["bag"]})))
+        nodes.append(NodeSpec("motion_node", "motion_node", param_files=params, parameters=driver_parameters(
+            args["robot"], args["robot_config"], share, {"host": args["robot_ip"], "gripper": args["gripper"]})))
     learn = Path(args["learn"]).expanduser() if args["learn"] else None
     grasp_parameters = {"model": args["model"], "gripper": args["gripper"]}
     if learn is not None:

@@ -1,6 +1,7 @@
 """The node-graph description shared by the launch file and the pip launcher."""
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,20 @@ def test_sim_graph_hosts_camera_and_arm_in_one_process():
     assert node_graph({"reflective": "true"})[0].parameters["reflective"] is True
 
 
-def test_hardware_graph_has_separate_drivers_and_rviz_is_marked():
-    specs = node_graph({"sim": "false", "camera": "realsense", "rviz": "true"})
+def test_hardware_graph_has_separate_drivers_and_rviz_is_marked(tmp_path):
+    specs = node_graph({"sim": "false", "camera": "realsense", "rviz": "true", "robot_ip": "10.0.0.5"})
     assert [s.name for s in specs] == ["camera_node", "motion_node", "grasp_node", "supervisor_node", "rviz2"]
-    assert specs[0].parameters["driver"] == "realsense"
+    share = package_share()
+    assert specs[0].parameters == {"driver": "realsense", "driver_options": "{}",
+                                   "driver_config": str(share / "config" / "hardware" / "realsense.yaml")}
+    motion = specs[1].parameters
+    assert motion["driver"] == "ur5" and motion["driver_config"] == str(share / "config" / "hardware" / "ur5.yaml")
+    assert json.loads(motion["driver_options"]) == {"host": "10.0.0.5", "gripper": "suction"}
+    bag = node_graph({"sim": "false", "camera": "bag", "bag": str(tmp_path), "robot": "iiwa"})
+    assert json.loads(bag[0].parameters["driver_options"]) == {"path": str(tmp_path)}
+    assert bag[1].parameters["driver_config"].endswith("config/hardware/iiwa.yaml")
+    with pytest.raises(ValueError, match="no_such.yaml"):
+        node_graph({"sim": "false", "camera_config": "no_such.yaml"})
     assert specs[-1].needs_ros_install and not any(s.needs_ros_install for s in specs[:-1])
     assert [s.name for s in specs if s.exit_ends_launch] == ["supervisor_node"]
 
