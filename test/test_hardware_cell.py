@@ -1,16 +1,27 @@
-"""A hardware cell's camera side over DDS: a recorded bag replayed by camera_node, started exactly as the
-launch graph describes ``sim:=false camera:=bag bag:=...``, feeds grasp_node, which plans grasps on it."""
+"""A hardware cell's nodes over DDS, each started exactly as the launch graph describes ``sim:=false ...``:
+camera_node replaying a recorded bag into grasp_node, and motion_node driving a (fake) ros2_control iiwa
+through a pick."""
 
 import subprocess
+import uuid
 
 import numpy as np
 import pytest
+import yaml
+from fake_controller import FakeController
+from rclpy.action import ActionClient
 from ros_process import stop_node
+from std_msgs.msg import Header
 
+from grasp_cell.action import Pick
+from grasp_cell.core.grasp import Grasp, GripperKind
+from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.drivers.bag_camera import write_capture_bag
 from grasp_cell.drivers.base import Capture
+from grasp_cell.drivers.hand_eye import save_T_base_cam
+from grasp_cell.drivers.trajectory_arm import Kinematics
 from grasp_cell.eval.synthetic import random_scene
-from grasp_cell.graph import node_graph
+from grasp_cell.graph import node_graph, package_share
 from grasp_cell.launcher import node_command, write_overrides
 from grasp_cell.nodes import convert
 from grasp_cell.srv import Capture as CaptureSrv
@@ -59,3 +70,37 @@ def test_a_replayed_bag_flows_through_camera_node_into_planned_grasps(ros_client
     finally:
         stop_node(camera)
         stop_node(planner)
+
+
+def test_motion_node_drives_a_ros2_control_arm_through_a_pick_goal(ros_client, tmp_path):
+    kinematics = Kinematics("iiwa", GripperKind.SUCTION)
+    fake = FakeController(f"arm_{uuid.uuid4().hex[:8]}", kinematics.joint_names, kinematics.rest_pose)
+    T_base_cam = Transform(rotation_about_axis((1.0, 0.0, 0.0), np.pi), (0.6, 0.0, 0.9))
+    save_T_base_cam(tmp_path / "hand_eye.yaml", T_base_cam)
+    settings = yaml.safe_load((package_share() / "config" / "hardware" / "iiwa.yaml").read_text())
+    settings.update(fake.topics, hand_eye=str(tmp_path / "hand_eye.yaml"))
+    (tmp_path / "iiwa.yaml").write_text(yaml.safe_dump(settings))
+    overrides = {"sim": "false", "robot": "iiwa", "robot_config": str(tmp_path / "iiwa.yaml")}
+    motion = start_graph_node("motion_node", overrides, tmp_path)
+    try:
+        # a grasp seen by the camera 6 cm under the rest pose's tool, approached straight down
+        T_base_rest = kinematics.forward_kinematics(kinematics.rest_pose)
+        T_base_grasp = Transform(T_base_rest.rotation, T_base_rest.translation + (0.03, 0.02, -0.06))
+        grasp = Grasp(T_base_cam.inverse() * T_base_grasp, "suction", 0.9)
+        fake.part_present = True
+        client = ActionClient(ros_client.node, Pick, "pick")
+        assert client.wait_for_server(timeout_sec=30), stop_node(motion)
+        goal = Pick.Goal(grasp=convert.to_grasp_msg(grasp, Header(frame_id="camera_optical_frame")))
+        handle = ros_client.wait_for(client.send_goal_async(goal), 10)
+        assert handle is not None and handle.accepted
+        response = ros_client.wait_for(handle.get_result_async(), 60)
+        assert response is not None and response.result.outcome == "success", response and response.result.message
+        assert list(response.result.phase_names) == ["approach", "grip", "lift", "place"]
+        assert len(fake.trajectories) == 6 and fake.gripper_commands == [True, False]
+        grasp_end = dict(zip(fake.trajectories[1].joint_names, fake.trajectories[1].points[-1].positions))
+        reached = kinematics.forward_kinematics([grasp_end[name] for name in kinematics.joint_names])
+        assert np.linalg.norm(reached.translation - T_base_grasp.translation) < 0.003
+    finally:
+        stop_node(motion)
+        fake.close()
+        kinematics.close()
