@@ -21,6 +21,7 @@ stopped and gives the same data.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from grasp_cell.core.transform import Transform
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
-from grasp_cell.sim.floating_hand import FloatingHand, random_rotation
+from grasp_cell.sim.floating_hand import FAILURE_RULES, FloatingHand, random_rotation
 from grasp_cell.sim.hand import CLOSING_SPEED, HandGeometry
 from grasp_cell.sim.objects import SET_SIZES, object_set
 
@@ -65,12 +66,13 @@ class ShardCounts:
     above: int = 0  # qualified poses from above (bin picking), simulated
     above_colliding: int = 0  # poses from above just inside the object
     near_colliding: int = 0  # poses from random slides just inside the object
+    failure_rule: str = "still_moving"  # how a trial judges a failure (grasp_cell.sim.floating_hand.FAILURE_RULES)
 
 
 def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
     """Write object ``index``'s shard; returns (index, label counts)."""
     out, index, seed, counts = task
-    hand = _worker_hand()
+    hand = _worker_hand(counts.failure_rule)
     rng = np.random.default_rng([seed, index])
     hand.set_object(object_set(OBJECT_SET)[index])
     rendered = [hand.top_down_heights(random_rotation(rng), IMAGE_PIXELS, IMAGE_CELL) for _ in range(IMAGES_PER_OBJECT)]
@@ -107,13 +109,19 @@ def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
     return index, {name: int(np.sum(arrays["label"] == code)) for code, name in enumerate(LABELS)}
 
 
+def failure_rule_of(folder: Path) -> str:
+    """The failure rule a data set was labelled with (sets from before the rule was a setting: the seed's)."""
+    meta = Path(folder) / "meta.json"
+    return json.loads(meta.read_text()).get("failure_rule", "still_moving") if meta.exists() else "still_moving"
+
+
 _HAND: FloatingHand | None = None
 
 
-def _worker_hand() -> FloatingHand:
+def _worker_hand(failure_rule: str) -> FloatingHand:
     global _HAND
-    if _HAND is None:
-        _HAND = FloatingHand()
+    if _HAND is None or _HAND.failure_rule != failure_rule:
+        _HAND = FloatingHand(failure_rule=failure_rule)
     return _HAND
 
 
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--above-colliding-per-object", type=int, default=0)
     parser.add_argument("--near-colliding-per-object", type=int, default=0, help="poses just inside the object "
                         "from random slides (for the model-free variant)")
+    parser.add_argument("--failure-rule", default="still_moving", choices=FAILURE_RULES, help="still_moving: the "
+                        "seed's (knocked away); not_held: the cell's (two fingers touch it after closing)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -149,12 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         "labels": list(LABELS),
         "hand": asdict(HandGeometry()),
         "closing_speed": CLOSING_SPEED,
+        "failure_rule": args.failure_rule,
         "git_commit": git_commit(),
     }
     fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "above_per_object",
              "above_colliding_per_object", "above_slides_per_image", "near_colliding_per_object",
              "near_slides_per_object", "slides_per_object",
-             "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed")
+             "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed", "failure_rule")
     try:
         open_dataset(args.out, meta, fixed)
     except ValueError as error:
@@ -162,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = missing_shards(args.out, min(args.objects, SET_SIZES[OBJECT_SET]))
     print(f"{args.out}: making {len(todo)} object shards with {args.workers} workers")
     counts = ShardCounts(args.grasps_per_object, args.colliding_per_object, args.above_per_object,
-                         args.above_colliding_per_object, args.near_colliding_per_object)
+                         args.above_colliding_per_object, args.near_colliding_per_object, args.failure_rule)
     tasks = [(str(args.out), i, args.seed, counts) for i in todo]
     start = time.monotonic()
     results = make_shards(make_object_shard, tasks, args.workers)

@@ -31,7 +31,7 @@ import torch
 from scipy.optimize import minimize
 
 from grasp_cell.core.transform import Transform, rotation_about_axis
-from grasp_cell.learn.hand_data import LABELS, OBJECT_SET
+from grasp_cell.learn.hand_data import LABELS, OBJECT_SET, failure_rule_of
 from grasp_cell.learn.train_hand_quality import HandGrasps
 from grasp_cell.models.hand_quality_net import (
     POSITION_SCALE,
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = {"optimised": [], "initial": [], "uniform": []}
     details = []
     start = time.monotonic()
-    with FloatingHand() as hand:
+    with FloatingHand(failure_rule=failure_rule_of(args.data)) as hand:  # judged as the data was labelled
         while len(details) < args.problems:
             row = int(rng.choice(robust))
             slot = int(data.slot[row])

@@ -3,10 +3,13 @@
 - Qualified grasps: a random hand orientation and a random direction; the hand slides along that
   direction through the object with its orientation fixed, and every position where the open hand does
   not touch the object but the closed hand would is qualified (a necessary condition for a grasp).
-- Labels: the hand closes on the object, which floats free at rest. FAILED when the object is still moving
-  after ``CLOSE_TIME`` (knocked away) or the closed hand does not touch it; LOOSE when its centre of mass
-  leaves the hand during ``SHAKES`` random shakes of the hand (x, y, z, each up to ``SHAKE_AMPLITUDE``);
-  ROBUST otherwise.
+- Labels: the hand closes on the object, which floats free at rest, until fingers and object are still (at
+  most ``CLOSE_TIME``). FAILED as ``failure_rule`` says (``FAILURE_RULES``): ``still_moving`` (the seed's
+  "knocked away"): the object is still moving after closing, or the closed hand does not touch it;
+  ``not_held`` (the cell's rule): fewer than two fingers touch it or its centre is further than
+  ``HOLD_RADIUS`` from the tcp, so an object still turning between the fingers counts as held. LOOSE when
+  its centre of mass leaves the hand during ``SHAKES`` random shakes of the hand (x, y, z, each up to
+  ``SHAKE_AMPLITUDE``); ROBUST otherwise.
 
 Poses are those of the hand's tcp (the grasp frame: z the approach, origin between the fingers) in the
 object's frame, ``T_obj_tcp``. The hand is a free body held by a fixed constraint whose target moves with
@@ -43,7 +46,9 @@ from grasp_cell.sim.pick import smoothstep
 
 TIME_STEP = 1.0 / 240.0  # [s]
 SOLVER_ITERATIONS = 50  # fingers squeezing a light object: fewer lets phalanges sink into it
-MOVING_SPEED = 0.02  # [m/s] an object faster than this after closing was knocked away
+MOVING_SPEED = 0.02  # [m/s] an object faster than this after closing is still moving (and closing goes on)
+HELD_BY = 2  # fingers touching the object after closing: held, as the cell's pick holds a part
+FAILURE_RULES = ("still_moving", "not_held")  # see the module docstring
 SHAKES = 10  # seed 004: 10 random shakes
 SHAKE_AMPLITUDE = 0.03  # [m] per axis
 SHAKE_TIME = 0.15  # [s] out, and as long back: about 0.8 g peak at full amplitude
@@ -84,8 +89,11 @@ def random_direction(rng: np.random.Generator) -> np.ndarray:
 class FloatingHand:
     """A PyBullet client of its own (no gravity) with the hand and at most one object at the origin."""
 
-    def __init__(self, geometry: HandGeometry = HandGeometry()):
+    def __init__(self, geometry: HandGeometry = HandGeometry(), failure_rule: str = "still_moving"):
+        if failure_rule not in FAILURE_RULES:
+            raise ValueError(f"unknown failure rule '{failure_rule}'; expected one of {', '.join(FAILURE_RULES)}")
         self.geometry = geometry
+        self.failure_rule = failure_rule
         self.client = pybullet.connect(pybullet.DIRECT)
         kwargs = {"physicsClientId": self.client}
         pybullet.setGravity(0, 0, 0, **kwargs)
@@ -282,9 +290,14 @@ class FloatingHand:
             speed = float(np.linalg.norm(pybullet.getBaseVelocity(self.object, **kwargs)[0]))
             if speed <= MOVING_SPEED and fingers_still(self.client, self.hand, self.finger_joints):
                 break  # (judged now: nothing will change)
-        if speed > MOVING_SPEED:
+        if self.failure_rule == "not_held":
+            touching = self._fingers_touching()
+            if touching < HELD_BY or not self._holds():
+                return GraspTrial(T_obj_tcp, GraspLabel.FAILED, f"not held after closing ({touching} fingers "
+                                  f"touch, {speed:.2f} m/s)")
+        elif speed > MOVING_SPEED:
             return GraspTrial(T_obj_tcp, GraspLabel.FAILED, f"knocked away ({speed:.2f} m/s)")
-        if not pybullet.getContactPoints(self.hand, self.object, **kwargs):
+        elif not pybullet.getContactPoints(self.hand, self.object, **kwargs):
             return GraspTrial(T_obj_tcp, GraspLabel.FAILED, "the closed hand does not touch the object")
         T_world_mount = T_obj_tcp * self.T_tcp_mount
         for shake in range(1, SHAKES + 1):
@@ -305,6 +318,12 @@ class FloatingHand:
             s, _ = smoothstep(tick / ticks)
             self._carry(Transform(T_world_mount.rotation, T_world_mount.translation + start + s * (end - start)))
             self._step()
+
+    def _fingers_touching(self) -> int:
+        """How many fingers touch the object (each finger's links are its joints' child links)."""
+        links = {contact[3] for contact in pybullet.getContactPoints(self.hand, self.object,
+                                                                     physicsClientId=self.client)}
+        return sum(1 for joints in self.finger_joints if links.intersection(joints))
 
     def _holds(self) -> bool:
         """The object's centre of mass lies within HOLD_RADIUS of the tcp."""
