@@ -1,6 +1,6 @@
 """A hardware cell's nodes over DDS, each started exactly as the launch graph describes ``sim:=false ...``:
-camera_node replaying a recorded bag into grasp_node, and motion_node driving a (fake) ros2_control iiwa
-through a pick."""
+camera_node replaying a recorded bag, or playing a RealSense recording through the real pyrealsense2
+pipeline, into grasp_node; and motion_node driving a (fake) ros2_control iiwa through a pick."""
 
 import subprocess
 import uuid
@@ -12,6 +12,8 @@ from fake_controller import FakeController
 from rclpy.action import ActionClient
 from ros_process import stop_node
 from std_msgs.msg import Header
+from test_realsense_driver import BOX_TOP
+from test_realsense_driver import record as record_realsense
 
 from grasp_cell.action import Pick
 from grasp_cell.core.grasp import Grasp, GripperKind
@@ -67,6 +69,31 @@ def test_a_replayed_bag_flows_through_camera_node_into_planned_grasps(ros_client
         over = ros_client.wait_for(capture_client.call_async(CaptureSrv.Request()), 10)
         assert not over.success and "exhausted" in over.message
         assert camera.poll() is None
+    finally:
+        stop_node(camera)
+        stop_node(planner)
+
+
+def test_a_realsense_recording_flows_through_camera_node_into_planned_grasps(ros_client, tmp_path):
+    settings = yaml.safe_load((package_share() / "config" / "hardware" / "realsense.yaml").read_text())
+    settings.update(playback=str(record_realsense(tmp_path / "bin.db3")), roi=[40, 30, 600, 450])
+    (tmp_path / "realsense.yaml").write_text(yaml.safe_dump(settings))
+    overrides = {"sim": "false", "camera": "realsense", "camera_config": str(tmp_path / "realsense.yaml")}
+    camera = start_graph_node("camera_node", overrides, tmp_path)
+    planner = start_graph_node("grasp_node", overrides, tmp_path)
+    try:
+        capture_client = ros_client.node.create_client(CaptureSrv, "capture")
+        plan_client = ros_client.node.create_client(PlanGrasps, "plan_grasps")
+        assert capture_client.wait_for_service(timeout_sec=30), stop_node(camera)
+        assert plan_client.wait_for_service(timeout_sec=30), stop_node(planner)
+        shot = ros_client.wait_for(capture_client.call_async(CaptureSrv.Request()), 10)
+        assert shot is not None and shot.success, shot
+        assert shot.depth.header.frame_id == "camera_color_optical_frame" and shot.color.encoding == "rgb8"
+        request = PlanGrasps.Request(depth=shot.depth, color=shot.color, camera_info=shot.camera_info,
+                                     workspace=shot.workspace)
+        plan = ros_client.wait_for(plan_client.call_async(request), 20)
+        assert plan is not None and plan.status == PlanGrasps.Response.STATUS_OK, plan
+        assert plan.grasps[0].pose.position.z == pytest.approx(BOX_TOP, abs=0.01)  # on the recorded box
     finally:
         stop_node(camera)
         stop_node(planner)
