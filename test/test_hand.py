@@ -126,6 +126,30 @@ def test_training_steps_and_optimiser_gradients(hand_data):
     assert np.allclose(objective.pose(np.zeros(6)).as_matrix(), T_img_start.as_matrix())
 
 
+def test_image_clearance_measures_the_hand_inside_the_hull_the_image_sees():
+    import torch
+
+    from grasp_cell.learn.hand_data import IMAGE_PIXELS
+    from grasp_cell.learn.hand_optimise import ImageClearance
+
+    heights = np.zeros((IMAGE_PIXELS, IMAGE_PIXELS), np.float32)
+    middle = IMAGE_PIXELS // 2
+    heights[middle - 8:middle + 8, middle - 8:middle + 8] = 0.05  # a 60 mm square block, 50 mm tall
+    clearance = ImageClearance.of(heights)
+    down = torch.from_numpy(DOWN)
+
+    def deepest(z: float) -> float:
+        return float(clearance.depths(torch.tensor([0.0, 0.0, z], dtype=torch.float64), down).max())
+
+    assert deepest(0.30) == 0.0  # high above: the open hand is clear
+    assert deepest(0.03) == 0.0  # the palm face 60 mm behind the tcp, above the block; the fingers either side
+    assert deepest(-0.03) > 0.01  # the palm face 30 mm up the 50 mm block: inside it
+    assert deepest(-0.20) == 0.0  # under the object's lowest level: not in the hull either
+    gradient_position = torch.tensor([0.0, 0.0, -0.03], dtype=torch.float64, requires_grad=True)
+    (clearance.depths(gradient_position, down) ** 2).sum().backward()
+    assert gradient_position.grad[2] < 0.0  # rising gets it out
+
+
 def test_grasp_frame_inputs_follow_the_tcp_and_the_closing_direction():
     """A bar along image x, seen from a tcp above its +x end by a hand closing along image y: the new
     columns run along the closing direction (image y), so the bar runs down a column from the centre (new
