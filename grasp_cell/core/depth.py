@@ -1,6 +1,7 @@
 """Depth images inside the core: float32 metres, NaN for missing pixels.
 
-At the boundary 32FC1 (metres, NaN or 0 missing) and 16UC1 (millimetres, 0 missing) are accepted.
+At the boundary 32FC1 (metres, NaN or 0 missing) and 16UC1 (millimetres, 0 missing) are accepted, and the
+colour image beside them in rgb8, bgr8, rgba8 or bgra8 (decoded to RGB).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 SUPPORTED_ENCODINGS = ("32FC1", "16UC1")
+# colour encoding -> (bytes per pixel, the channel order giving RGB)
+COLOR_ENCODINGS = {"rgb8": (3, [0, 1, 2]), "bgr8": (3, [2, 1, 0]), "rgba8": (4, [0, 1, 2]), "bgra8": (4, [2, 1, 0])}
 
 
 class DepthError(ValueError):
@@ -38,6 +41,20 @@ def depth_from_bytes(buffer: bytes, height: int, width: int, encoding: str, step
         raise DepthError(f"depth buffer of {len(buffer)} bytes is too short for {width}x{height} {encoding}")
     rows = np.frombuffer(buffer, dtype=np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
     return depth_to_metres(np.ascontiguousarray(rows).view(dtype).reshape(height, width), encoding)
+
+
+def color_from_bytes(buffer: bytes, height: int, width: int, encoding: str, step: int) -> np.ndarray:
+    """Decode a sensor_msgs/Image colour payload (row stride ``step`` bytes) into (H, W, 3) uint8 RGB."""
+    if encoding not in COLOR_ENCODINGS:
+        raise DepthError(f"unsupported color encoding '{encoding}'; expected one of {', '.join(COLOR_ENCODINGS)}")
+    if height <= 0 or width <= 0:
+        raise DepthError(f"color image is empty ({width}x{height})")
+    channels, rgb = COLOR_ENCODINGS[encoding]
+    row_bytes = channels * width
+    if step < row_bytes or len(buffer) < step * height:
+        raise DepthError(f"color buffer of {len(buffer)} bytes is too short for {width}x{height} {encoding}")
+    rows = np.frombuffer(buffer, np.uint8, count=step * height).reshape(height, step)
+    return np.ascontiguousarray(rows[:, :row_bytes].reshape(height, width, channels)[..., rgb])
 
 
 def validate_depth(depth: np.ndarray, min_valid_fraction: float = 0.01) -> None:

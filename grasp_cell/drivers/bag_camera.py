@@ -29,6 +29,8 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
 from grasp_cell.core.camera import CameraIntrinsics
+from grasp_cell.core.depth import COLOR_ENCODINGS
+from grasp_cell.core.depth import SUPPORTED_ENCODINGS as DEPTH_ENCODINGS
 from grasp_cell.drivers import camera_msgs
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
 from grasp_cell.drivers.settings import require, roi_setting
@@ -151,7 +153,7 @@ class BagCamera(CameraDriver):
                 except ValueError as error:
                     raise DriverError(f"{where}: {error}") from None
                 continue
-            supported = camera_msgs.DEPTH_ENCODINGS if role == "depth" else tuple(camera_msgs.COLOR_ENCODINGS)
+            supported = DEPTH_ENCODINGS if role == "depth" else tuple(COLOR_ENCODINGS)
             if msg.encoding not in supported:
                 raise DriverError(f"{where}: {role} encoding '{msg.encoding}' is not supported; "
                                   f"supported: {', '.join(supported)}")

@@ -11,13 +11,11 @@ from rosbags.typesys import Stores, get_typestore
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.core.depth import SUPPORTED_ENCODINGS as DEPTH_ENCODINGS
-from grasp_cell.core.depth import depth_from_bytes
+from grasp_cell.core.depth import color_from_bytes, depth_from_bytes
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-# encoding -> (bytes per pixel, channel order giving RGB)
-COLOR_ENCODINGS = {"rgb8": (3, [0, 1, 2]), "bgr8": (3, [2, 1, 0]), "rgba8": (4, [0, 1, 2]), "bgra8": (4, [2, 1, 0])}
 
 Header = TYPESTORE.types["std_msgs/msg/Header"]
 Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
@@ -44,17 +42,7 @@ def depth_from_image(msg) -> np.ndarray:
 
 def color_from_image(msg) -> np.ndarray:
     """rgb8, bgr8, rgba8 or bgra8 (row stride ``step``) -> (H, W, 3) uint8 RGB; alpha is dropped."""
-    if msg.encoding not in COLOR_ENCODINGS:
-        raise ValueError(f"unsupported colour encoding '{msg.encoding}'; expected one of {', '.join(COLOR_ENCODINGS)}")
-    channels, rgb = COLOR_ENCODINGS[msg.encoding]
-    row_bytes = channels * msg.width
-    if msg.height <= 0 or msg.width <= 0:
-        raise ValueError(f"colour image is empty ({msg.width}x{msg.height})")
-    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"colour buffer of {len(msg.data)} bytes is too short for {msg.width}x{msg.height} "
-                         f"{msg.encoding} with step {msg.step}")
-    rows = np.frombuffer(msg.data, np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
-    return np.ascontiguousarray(rows[:, :row_bytes].reshape(msg.height, msg.width, channels)[..., rgb])
+    return color_from_bytes(bytes(msg.data), msg.height, msg.width, msg.encoding, msg.step)
 
 
 def intrinsics_from_camera_info(msg) -> CameraIntrinsics:

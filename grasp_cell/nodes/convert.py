@@ -10,7 +10,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from grasp_cell.core.camera import CameraIntrinsics
-from grasp_cell.core.depth import DepthError, depth_from_bytes
+from grasp_cell.core.depth import DepthError, color_from_bytes, depth_from_bytes
 from grasp_cell.core.grasp import Grasp
 from grasp_cell.core.transform import Transform
 from grasp_cell.msg import Grasp as GraspMsg
@@ -48,17 +48,10 @@ def to_color_msg(color: np.ndarray, header: Header) -> Image:
 
 
 def from_color_msg(msg: Image) -> np.ndarray | None:
-    """rgb8 / bgr8 -> (H, W, 3) uint8 RGB; None for an empty image (no colour sent)."""
+    """rgb8, bgr8, rgba8 or bgra8 -> (H, W, 3) uint8 RGB; None for an empty image (no colour sent)."""
     if msg.width == 0 or msg.height == 0:
         return None
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise DepthError(f"unsupported color encoding '{msg.encoding}'; expected rgb8 or bgr8")
-    row_bytes = 3 * msg.width
-    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
-        raise DepthError(f"color buffer of {len(msg.data)} bytes is too short for {msg.width}x{msg.height}")
-    rows = np.frombuffer(bytes(msg.data), np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
-    color = rows[:, :row_bytes].reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(color[..., ::-1] if msg.encoding == "bgr8" else color)
+    return color_from_bytes(bytes(msg.data), msg.height, msg.width, msg.encoding, msg.step)
 
 
 def to_camera_info_msg(intrinsics: CameraIntrinsics, header: Header) -> CameraInfo:
