@@ -10,6 +10,7 @@ import numpy as np
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.core.grasp import GripperKind
+from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
 from grasp_cell.core.transform import Transform
 
@@ -66,6 +67,14 @@ class ArmDriver(abc.ABC):
         ``on_phase`` is called with each phase name of ``grasp_cell.core.pick.PHASES`` as it starts.
         Faults are reported as ``Outcome.DRIVER_ERROR`` results, not raised.
         """
+
+    def other_gripper(self, request: PickRequest, note: str = "") -> PickResult | None:
+        """A DRIVER_ERROR result when ``request`` is for another gripper than this arm's, else None."""
+        gripper = GripperKind.parse(request.gripper)
+        if gripper is self.gripper:
+            return None
+        message = f"asked for a {gripper.value} grasp, the arm has a {self.gripper.value}"
+        return PickResult(Outcome.DRIVER_ERROR, message=f"{message} ({note})" if note else message)
 
     def close(self) -> None:
         """Release the arm."""

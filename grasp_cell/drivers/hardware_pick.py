@@ -18,10 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
 from grasp_cell.core.transform import Transform
-from grasp_cell.drivers.base import DriverError, PickRequest
+from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
+from grasp_cell.drivers.hand_eye import load_T_base_cam
+from grasp_cell.drivers.settings import package_path
 
 
 class ProtectiveStop(DriverError):
@@ -52,6 +55,9 @@ class ArmMotion(abc.ABC):
     def holding(self) -> bool:
         """Whether the gripper senses a part (vacuum reached, fingers stopped before fully closed)."""
 
+    def close(self) -> None:
+        """Release the arm's connections."""
+
 
 @dataclass(frozen=True)
 class PickMotion:
@@ -75,6 +81,41 @@ class PickMotion:
         if unknown:
             raise DriverError(f"pick_motion: unknown setting(s) {', '.join(sorted(unknown))}")
         return cls(T_base_place, **{key: float(value) for key, value in settings.items()})
+
+
+class HardwareArm(ArmDriver):
+    """An ``ArmDriver`` whose pick is ``run_pick`` over an ``ArmMotion``: what every hardware arm shares."""
+
+    gripper_note = ""  # said when a grasp for another gripper is refused
+
+    def __init__(self, motion: ArmMotion, pick_motion: PickMotion, T_base_cam: Transform,
+                 gripper: GripperKind = GripperKind.SUCTION):
+        self.motion = motion
+        self.pick_motion = pick_motion
+        self._T_base_cam = T_base_cam
+        self.gripper = gripper
+
+    @property
+    def T_base_cam(self) -> Transform:
+        return self._T_base_cam
+
+    def pick(self, request: PickRequest, on_phase: Callable[[str], None] | None = None) -> PickResult:
+        refused = self.other_gripper(request, self.gripper_note)
+        return refused if refused is not None else run_pick(self.motion, request, self.pick_motion, on_phase)
+
+    def close(self) -> None:
+        self.motion.close()
+
+
+def arm_settings(settings: dict, driver: str) -> tuple[GripperKind, Transform, PickMotion]:
+    """What every hardware arm's YAML gives: its gripper (default suction), the hand-eye calibration (file
+    ``hand_eye``, default config/hand_eye.yaml) and the pick's ``pick_motion``."""
+    try:
+        gripper = GripperKind.parse(settings.get("gripper") or GripperKind.SUCTION)
+    except ValueError as error:
+        raise DriverError(f"{driver}: {error}") from None
+    T_base_cam = load_T_base_cam(package_path(settings.get("hand_eye") or "config/hand_eye.yaml"))
+    return gripper, T_base_cam, PickMotion.from_settings(settings.get("pick_motion") or {})
 
 
 def backed_off(T_base_tcp: Transform, distance: float) -> Transform:

@@ -42,11 +42,9 @@ class SimArm(ArmDriver):
         return self.robot.T_world_base.inverse() * self.world.T_world_cam
 
     def pick(self, request: PickRequest, on_phase: Callable[[str], None] | None = None) -> PickResult:
-        gripper = GripperKind.parse(request.gripper)
-        if gripper is not self.gripper:
-            return PickResult(
-                Outcome.DRIVER_ERROR, message=f"asked for a {gripper.value} grasp, the arm has a {self.gripper.value}"
-            )
+        refused = self.other_gripper(request)
+        if refused is not None:
+            return refused
         T_world_grasp = self.robot.T_world_base * request.T_base_grasp
         T_world_place = None if request.T_base_place is None else self.robot.T_world_base * request.T_base_place
         try:

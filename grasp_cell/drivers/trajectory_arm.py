@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pybullet
@@ -33,13 +32,9 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from grasp_cell.core.grasp import GripperKind
-from grasp_cell.core.outcome import Outcome
-from grasp_cell.core.pick import PickResult
 from grasp_cell.core.transform import Transform
-from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
-from grasp_cell.drivers.hand_eye import load_T_base_cam
-from grasp_cell.drivers.hardware_pick import ArmMotion, PickMotion, Unreachable, run_pick
-from grasp_cell.drivers.settings import package_path
+from grasp_cell.drivers.base import DriverError
+from grasp_cell.drivers.hardware_pick import ArmMotion, HardwareArm, Unreachable, arm_settings
 from grasp_cell.sim.robots import ARMS, RobotTwin, assemble_urdf
 
 WAYPOINT_TURN = math.radians(5.0)  # [rad] most rotation between neighbouring Cartesian waypoints
@@ -337,27 +332,15 @@ def _xyz(T: Transform) -> str:
     return "(" + ", ".join(f"{v:.3f}" for v in T.translation) + ") m"
 
 
-class TrajectoryArm(ArmDriver):
-    """A KUKA iiwa or Kinova arm behind a ros2_control joint_trajectory_controller (``ArmDriver``)."""
-
-    def __init__(self, motion: TrajectoryMotion, pick_motion: PickMotion, T_base_cam: Transform, name: str):
-        self.motion = motion
-        self.pick_motion = pick_motion
-        self._T_base_cam = T_base_cam
-        self.name = name
-        self.gripper = motion.kinematics.twin.gripper
+class TrajectoryArm(HardwareArm):
+    """A KUKA iiwa or Kinova arm behind a ros2_control joint_trajectory_controller."""
 
     @classmethod
     def from_settings(cls, settings: dict) -> "TrajectoryArm":
         """Kinematics of ``robot`` (default: the driver's name) with ``gripper``; returns once the joints and the
         gripper have reported, or raises a DriverError saying which topic is silent."""
         robot = str(settings.get("robot") or settings.get("driver", ""))
-        try:
-            gripper = GripperKind.parse(settings.get("gripper") or GripperKind.SUCTION)
-        except ValueError as error:
-            raise DriverError(f"{robot}: {error}") from None
-        T_base_cam = load_T_base_cam(package_path(settings.get("hand_eye") or "config/hand_eye.yaml"))
-        pick_motion = PickMotion.from_settings(settings.get("pick_motion") or {})
+        gripper, T_base_cam, pick_motion = arm_settings(settings, robot)
         kinematics, motion = Kinematics(robot, gripper), None
         try:
             config = TrajectoryConfig.from_settings(settings, kinematics.joint_names)
@@ -369,18 +352,7 @@ class TrajectoryArm(ArmDriver):
                 motion.close()
             kinematics.close()
             raise
-        return cls(motion, pick_motion, T_base_cam, robot)
-
-    @property
-    def T_base_cam(self) -> Transform:
-        return self._T_base_cam
-
-    def pick(self, request: PickRequest, on_phase: Callable[[str], None] | None = None) -> PickResult:
-        gripper = GripperKind.parse(request.gripper)
-        if gripper is not self.gripper:
-            return PickResult(Outcome.DRIVER_ERROR,
-                              message=f"asked for a {gripper.value} grasp, the arm has a {self.gripper.value}")
-        return run_pick(self.motion, request, self.pick_motion, on_phase)
+        return cls(motion, pick_motion, T_base_cam, gripper)
 
     def close(self) -> None:
         self.motion.close()

@@ -41,13 +41,17 @@ from typing import Callable
 import numpy as np
 
 from grasp_cell.core.grasp import GripperKind
-from grasp_cell.core.outcome import Outcome
-from grasp_cell.core.pick import PickResult
 from grasp_cell.core.transform import Transform, matrix_to_quat_xyzw, rotation_about_axis
-from grasp_cell.drivers.base import ArmDriver, DriverError, PickRequest
-from grasp_cell.drivers.hand_eye import load_T_base_cam
-from grasp_cell.drivers.hardware_pick import ArmMotion, EmergencyStop, PickMotion, ProtectiveStop, Unreachable, run_pick
-from grasp_cell.drivers.settings import package_path, require
+from grasp_cell.drivers.base import DriverError
+from grasp_cell.drivers.hardware_pick import (
+    ArmMotion,
+    EmergencyStop,
+    HardwareArm,
+    ProtectiveStop,
+    Unreachable,
+    arm_settings,
+)
+from grasp_cell.drivers.settings import require
 
 RTDE_PORT, DASHBOARD_PORT, SCRIPT_PORT = 30004, 29999, 30003
 RECEIVED = ("timestamp", "actual_q", "actual_TCP_pose", "actual_digital_input_bits", "actual_digital_output_bits",
@@ -467,42 +471,18 @@ class URMotion(ArmMotion):
 
 
 # --- driver --------------------------------------------------------------------------------------------------
-class URArm(ArmDriver):
-    """A UR arm with a suction gripper on its digital I/O (``ArmDriver``); the pick is ``run_pick``."""
+class URArm(HardwareArm):
+    """A UR arm with a suction gripper on its digital I/O; ``T_base_cam`` is the camera in the controller's
+    ``base`` frame (the calibration must use that frame)."""
 
-    gripper = GripperKind.SUCTION
-
-    def __init__(self, motion: URMotion, pick_motion: PickMotion, T_base_cam: Transform):
-        self.motion = motion
-        self.pick_motion = pick_motion
-        self._T_base_cam = T_base_cam
+    gripper_note = "the ur5 driver has only a suction gripper on digital I/O"
 
     @classmethod
     def from_settings(cls, settings: dict) -> "URArm":
         """Settings checked and the hand-eye file read before anything connects."""
         config = URConfig.from_settings(settings)
-        try:
-            gripper = GripperKind.parse(settings.get("gripper") or GripperKind.SUCTION)
-        except ValueError as error:
-            raise DriverError(f"ur5: {error}") from None
+        gripper, T_base_cam, pick_motion = arm_settings(settings, "ur5")
         if gripper is not GripperKind.SUCTION:
             raise DriverError(f"ur5: gripper {gripper.value} is not supported: this driver drives only a suction "
                               "gripper through the controller's digital I/O")
-        T_base_cam = load_T_base_cam(package_path(settings.get("hand_eye") or "config/hand_eye.yaml"))
-        pick_motion = PickMotion.from_settings(settings.get("pick_motion") or {})
-        return cls(URMotion.connect(config), pick_motion, T_base_cam)
-
-    @property
-    def T_base_cam(self) -> Transform:
-        """The camera in the controller's ``base`` frame (the calibration must use that frame)."""
-        return self._T_base_cam
-
-    def pick(self, request: PickRequest, on_phase: Callable[[str], None] | None = None) -> PickResult:
-        gripper = GripperKind.parse(request.gripper)
-        if gripper is not GripperKind.SUCTION:
-            return PickResult(Outcome.DRIVER_ERROR, message=f"asked for a {gripper.value} grasp: the ur5 driver "
-                              "has only a suction gripper on digital I/O")
-        return run_pick(self.motion, request, self.pick_motion, on_phase)
-
-    def close(self) -> None:
-        self.motion.close()
+        return cls(URMotion.connect(config), pick_motion, T_base_cam, gripper)
