@@ -33,11 +33,13 @@ from grasp_cell.sim.hand import (
     CLOSING_SPEED,
     FINGERS,
     HAND_FRICTION,
+    HELD_BY,
     HOLD_RADIUS,
     PHALANGES,
     HandGeometry,
     drive_fingers,
     fingers_still,
+    fingers_touching,
     joint_name,
     write_hand_urdf,
 )
@@ -47,7 +49,6 @@ from grasp_cell.sim.pick import smoothstep
 TIME_STEP = 1.0 / 240.0  # [s]
 SOLVER_ITERATIONS = 50  # fingers squeezing a light object: fewer lets phalanges sink into it
 MOVING_SPEED = 0.02  # [m/s] an object faster than this after closing is still moving (and closing goes on)
-HELD_BY = 2  # fingers touching the object after closing: held, as the cell's pick holds a part
 FAILURE_RULES = ("still_moving", "not_held")  # see the module docstring
 SHAKES = 10  # seed 004: 10 random shakes
 SHAKE_AMPLITUDE = 0.03  # [m] per axis
@@ -291,7 +292,7 @@ class FloatingHand:
             if speed <= MOVING_SPEED and fingers_still(self.client, self.hand, self.finger_joints):
                 break  # (judged now: nothing will change)
         if self.failure_rule == "not_held":
-            touching = self._fingers_touching()
+            touching = fingers_touching(self.client, self.hand, self.finger_joints).get(self.object, 0)
             if touching < HELD_BY or not self._holds():
                 return GraspTrial(T_obj_tcp, GraspLabel.FAILED, f"not held after closing ({touching} fingers "
                                   f"touch, {speed:.2f} m/s)")
@@ -318,12 +319,6 @@ class FloatingHand:
             s, _ = smoothstep(tick / ticks)
             self._carry(Transform(T_world_mount.rotation, T_world_mount.translation + start + s * (end - start)))
             self._step()
-
-    def _fingers_touching(self) -> int:
-        """How many fingers touch the object (each finger's links are its joints' child links)."""
-        links = {contact[3] for contact in pybullet.getContactPoints(self.hand, self.object,
-                                                                     physicsClientId=self.client)}
-        return sum(1 for joints in self.finger_joints if links.intersection(joints))
 
     def _holds(self) -> bool:
         """The object's centre of mass lies within HOLD_RADIUS of the tcp."""

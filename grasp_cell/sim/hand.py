@@ -28,6 +28,7 @@ CLOSING_SPEED = 0.5  # [rad/s] a finger's proximal joint: about 60 mm/s at the f
 # 3-finger's 22-110 mm/s (at 2 rad/s, 240 mm/s, 33 of 56 failures relabelled this way held)
 CLOSE_TIME = 4.0  # [s] the most closing and settling may take
 SETTLED_SPEED = 0.05  # [rad/s] fingers slower than this have closed (on the object or fully)
+HELD_BY = 2  # fingers touching a part: held (the jaw: both)
 HOLD_RADIUS = 0.08  # [m] an object whose centre lies within this of the tcp is in the hand (the palm face lies
 # 60 mm behind the tcp): an enveloping grasp lets it settle deeper into the hand, unlike a jaw's pinch
 
@@ -163,6 +164,20 @@ def drive_fingers(client: int, body: int, finger_joints, geometry: HandGeometry,
             pybullet.setJointMotorControl2(body, joint, pybullet.POSITION_CONTROL, targetPosition=end,
                                            maxVelocity=abs(speed) * share, force=torque, positionGain=0.3,
                                            physicsClientId=client)
+
+
+def fingers_touching(client: int, body: int, finger_links) -> dict[int, int]:
+    """How many fingers of ``body`` touch each other body; ``finger_links``: one collection of link indices per
+    finger. The one measure of holding the lab and the cell share (a part touched by ``HELD_BY`` is held)."""
+    touches: dict[int, int] = {}
+    for links in finger_links:
+        touching = set()
+        for link in links:
+            touching |= {contact[2] for contact in pybullet.getContactPoints(body, linkIndexA=link,
+                                                                             physicsClientId=client)}
+        for other in touching:
+            touches[other] = touches.get(other, 0) + 1
+    return touches
 
 
 def fingers_still(client: int, body: int, finger_joints) -> bool:

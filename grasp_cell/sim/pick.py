@@ -49,7 +49,7 @@ from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.outcome import Outcome
 from grasp_cell.core.pick import PickResult
 from grasp_cell.core.transform import Transform, rotation_about_axis
-from grasp_cell.sim.hand import CLOSE_TIME, HOLD_RADIUS, fingers_still
+from grasp_cell.sim.hand import CLOSE_TIME, HELD_BY, HOLD_RADIUS, fingers_still, fingers_touching
 from grasp_cell.sim.robots import CUP_RADIUS, MAX_OPENING, RobotTwin
 from grasp_cell.sim.world import SimWorld
 
@@ -300,16 +300,10 @@ class _Pick:
         self._hold(pinched[0])
 
     def _parts_between_fingers(self) -> list[int]:
-        """Parts touched by at least two fingers (the jaw: both), most-touched first."""
-        touches: dict[int, int] = {}
-        for links in self.robot.finger_groups():
-            touching = set()
-            for link in links:
-                contacts = pybullet.getContactPoints(self.robot.body, linkIndexA=link, physicsClientId=self.client)
-                touching |= {contact[2] for contact in contacts if contact[2] in self.world.parts}
-            for body in touching:
-                touches[body] = touches.get(body, 0) + 1
-        return sorted((body for body, count in touches.items() if count >= 2), key=lambda body: (-touches[body], body))
+        """Parts touched by at least HELD_BY fingers, most-touched first."""
+        touches = fingers_touching(self.client, self.robot.body, self.robot.finger_groups())
+        held = (body for body, count in touches.items() if count >= HELD_BY and body in self.world.parts)
+        return sorted(held, key=lambda body: (-touches[body], body))
 
     def _hold(self, body: int) -> None:
         self.held = body
