@@ -33,7 +33,7 @@ from grasp_cell.core.depth import COLOR_ENCODINGS
 from grasp_cell.core.depth import SUPPORTED_ENCODINGS as DEPTH_ENCODINGS
 from grasp_cell.drivers import camera_msgs
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
-from grasp_cell.drivers.settings import require, roi_setting
+from grasp_cell.drivers.settings import flag, require, roi_setting
 
 MODES = ("trigger", "rate")
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -80,12 +80,10 @@ class BagCamera(CameraDriver):
     ):
         if mode not in MODES:
             raise DriverError(f"bag: mode '{mode}' is not one of {', '.join(MODES)}")
-        if not isinstance(loop, bool):
-            raise DriverError(f"bag: loop must be true or false, got {loop!r}")
         if not match_tolerance >= 0:
             raise DriverError(f"bag: match_tolerance must be >= 0 s, got {match_tolerance}")
         self.path = Path(path).expanduser()
-        self.mode, self.loop = mode, loop
+        self.mode, self.loop = mode, flag(loop, "loop", "bag")
         self._clock, self._sleep = clock, sleep
         self._reader = _open(self.path)
         try:

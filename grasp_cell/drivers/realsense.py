@@ -22,22 +22,13 @@ import pyrealsense2 as rs
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
-from grasp_cell.drivers.settings import roi_setting
+from grasp_cell.drivers.settings import flag, roi_setting
 
 # setting name -> librealsense filter; applied in this order (none of them changes the resolution)
 FILTERS = {"spatial": rs.spatial_filter, "temporal": rs.temporal_filter, "hole_filling": rs.hole_filling_filter}
 # colour formats a recording may hold -> channel order that gives RGB
 _TO_RGB = {rs.format.rgb8: [0, 1, 2], rs.format.bgr8: [2, 1, 0], rs.format.rgba8: [0, 1, 2], rs.format.bgra8: [2, 1, 0]}
 _EPOCH_DOMAINS = (rs.timestamp_domain.system_time, rs.timestamp_domain.global_time)  # host clock [ms]
-
-
-def _flag(value) -> bool:
-    """A YAML boolean, or the strings launch options arrive as."""
-    if isinstance(value, str):
-        if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise DriverError(f"realsense: expected true or false, got '{value}'")
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -65,13 +56,15 @@ class RealSenseSettings:
                 width=int(settings.get("width", cls.width)),
                 height=int(settings.get("height", cls.height)),
                 fps=int(settings.get("fps", cls.fps)),
-                align_depth_to_color=_flag(settings.get("align_depth_to_color", cls.align_depth_to_color)),
+                align_depth_to_color=flag(settings.get("align_depth_to_color", cls.align_depth_to_color),
+                                          "align_depth_to_color", "realsense"),
                 filters=cls._parse_filters(settings.get("filters") or {}),
                 frame_id=str(settings.get("frame_id") or ""),
                 timeout_ms=int(settings.get("timeout_ms", cls.timeout_ms)),
                 reconnect_attempts=max(1, int(settings.get("reconnect_attempts", cls.reconnect_attempts))),
                 playback=str(settings.get("playback") or ""),
-                repeat_playback=_flag(settings.get("repeat_playback", cls.repeat_playback)),
+                repeat_playback=flag(settings.get("repeat_playback", cls.repeat_playback), "repeat_playback",
+                                     "realsense"),
                 roi=roi_setting(settings, "realsense", int(settings.get("width", cls.width)),
                                 int(settings.get("height", cls.height))),
             )
@@ -86,7 +79,7 @@ class RealSenseSettings:
         enabled = []
         for name in FILTERS:  # fixed order, whatever order the file lists them in
             options = dict(filters.get(name) or {})
-            if _flag(options.pop("enable", False)):
+            if flag(options.pop("enable", False), f"filters.{name}.enable", "realsense"):
                 enabled.append((name, tuple((option, float(value)) for option, value in options.items())))
         return tuple(enabled)
 

@@ -31,6 +31,16 @@ def require(settings: dict, key: str, driver: str):
     return settings[key]
 
 
+def flag(value, name: str, driver: str) -> bool:
+    """A YAML boolean, or "true" / "false" as a launch option arrives; DriverError for anything else."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise DriverError(f"{driver}: {name} must be true or false, got {value!r}")
+    return text == "true"
+
+
 def roi_setting(settings: dict, driver: str, width: int | None = None, height: int | None = None):
     """The ``roi`` setting, the bin's pixel box ``[u_min, v_min, u_max, v_max]`` (max exclusive), as a tuple;
     empty or absent: None (plan on the whole image). Checked against the image size where it is known."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.drivers.base import CameraDriver, Capture, DriverError
-from grasp_cell.drivers.settings import roi_setting
+from grasp_cell.drivers.settings import flag, roi_setting
 
 INSTALL_HINT = ("install the Zivid SDK (https://www.zivid.com/downloads) and then the matching Python package "
                 "(pip install zivid)")
@@ -127,9 +127,7 @@ class CaptureSettings:
         if settings_file is None and (not isinstance(acquisitions, list) or not acquisitions):
             raise DriverError("zivid: acquisitions must be a non-empty list (one entry per HDR exposure), "
                               "or set settings_file")
-        color = settings.get("color", True)
-        if not isinstance(color, bool):
-            raise DriverError(f"zivid: color must be true or false, got {color!r}")
+        color = flag(settings.get("color", True), "color", "zivid")
         color_entries = settings.get("color_acquisitions") or [{}]
         return cls(
             acquisitions=tuple(acquisition_arguments(a, f"acquisitions[{i}]") for i, a in enumerate(acquisitions)),
