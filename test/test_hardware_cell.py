@@ -2,6 +2,7 @@
 camera_node replaying a recorded bag, or playing a RealSense recording through the real pyrealsense2
 pipeline, into grasp_node; and motion_node driving a (fake) ros2_control iiwa through a pick."""
 
+import contextlib
 import subprocess
 import uuid
 
@@ -46,32 +47,48 @@ def start_graph_node(name: str, overrides: dict, folder):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_a_replayed_bag_flows_through_camera_node_into_planned_grasps(ros_client, recorded_bin, tmp_path):
-    bag, scenes = recorded_bin
-    overrides = {"sim": "false", "camera": "bag", "bag": str(bag), "model": "baseline"}
-    camera = start_graph_node("camera_node", overrides, tmp_path)
-    planner = start_graph_node("grasp_node", overrides, tmp_path)
+@contextlib.contextmanager
+def camera_and_planner(ros_client, overrides: dict, folder):
+    """camera_node and grasp_node of the launch graph for ``overrides``; yields the camera process, a
+    ``capture()`` call and a ``plan(shot)`` call on what it captured."""
+    camera = start_graph_node("camera_node", overrides, folder)
+    planner = start_graph_node("grasp_node", overrides, folder)
     try:
         capture_client = ros_client.node.create_client(CaptureSrv, "capture")
         plan_client = ros_client.node.create_client(PlanGrasps, "plan_grasps")
         assert capture_client.wait_for_service(timeout_sec=30), stop_node(camera)
         assert plan_client.wait_for_service(timeout_sec=30), stop_node(planner)
-        for scene in scenes:
-            shot = ros_client.wait_for(capture_client.call_async(CaptureSrv.Request()), 10)
-            assert shot is not None and shot.success, shot
-            assert shot.depth.header.frame_id == "ensenso_optical_frame"
-            np.testing.assert_array_equal(convert.from_depth_msg(shot.depth), scene.depth)
-            request = PlanGrasps.Request(depth=shot.depth, camera_info=shot.camera_info, workspace=shot.workspace)
-            plan = ros_client.wait_for(plan_client.call_async(request), 20)
-            assert plan is not None and plan.status == PlanGrasps.Response.STATUS_OK, plan
-            assert plan.grasps and plan.grasps[0].header.frame_id == "ensenso_optical_frame"
-        # the recording is over: a clear fault, and the node keeps serving
-        over = ros_client.wait_for(capture_client.call_async(CaptureSrv.Request()), 10)
-        assert not over.success and "exhausted" in over.message
-        assert camera.poll() is None
+
+        def capture():
+            return ros_client.wait_for(capture_client.call_async(CaptureSrv.Request()), 10)
+
+        def plan(shot):
+            request = PlanGrasps.Request(depth=shot.depth, color=shot.color, camera_info=shot.camera_info,
+                                         workspace=shot.workspace)
+            return ros_client.wait_for(plan_client.call_async(request), 20)
+
+        yield camera, capture, plan
     finally:
         stop_node(camera)
         stop_node(planner)
+
+
+def test_a_replayed_bag_flows_through_camera_node_into_planned_grasps(ros_client, recorded_bin, tmp_path):
+    bag, scenes = recorded_bin
+    overrides = {"sim": "false", "camera": "bag", "bag": str(bag), "model": "baseline"}
+    with camera_and_planner(ros_client, overrides, tmp_path) as (camera, capture, plan):
+        for scene in scenes:
+            shot = capture()
+            assert shot is not None and shot.success, shot
+            assert shot.depth.header.frame_id == "ensenso_optical_frame"
+            np.testing.assert_array_equal(convert.from_depth_msg(shot.depth), scene.depth)
+            planned = plan(shot)
+            assert planned is not None and planned.status == PlanGrasps.Response.STATUS_OK, planned
+            assert planned.grasps and planned.grasps[0].header.frame_id == "ensenso_optical_frame"
+        # the recording is over: a clear fault, and the node keeps serving
+        over = capture()
+        assert not over.success and "exhausted" in over.message
+        assert camera.poll() is None
 
 
 def test_a_realsense_recording_flows_through_camera_node_into_planned_grasps(ros_client, tmp_path):
@@ -79,24 +96,13 @@ def test_a_realsense_recording_flows_through_camera_node_into_planned_grasps(ros
     settings.update(playback=str(record_realsense(tmp_path / "bin.db3")), roi=[40, 30, 600, 450])
     (tmp_path / "realsense.yaml").write_text(yaml.safe_dump(settings))
     overrides = {"sim": "false", "camera": "realsense", "camera_config": str(tmp_path / "realsense.yaml")}
-    camera = start_graph_node("camera_node", overrides, tmp_path)
-    planner = start_graph_node("grasp_node", overrides, tmp_path)
-    try:
-        capture_client = ros_client.node.create_client(CaptureSrv, "capture")
-        plan_client = ros_client.node.create_client(PlanGrasps, "plan_grasps")
-        assert capture_client.wait_for_service(timeout_sec=30), stop_node(camera)
-        assert plan_client.wait_for_service(timeout_sec=30), stop_node(planner)
-        shot = ros_client.wait_for(capture_client.call_async(CaptureSrv.Request()), 10)
+    with camera_and_planner(ros_client, overrides, tmp_path) as (_, capture, plan):
+        shot = capture()
         assert shot is not None and shot.success, shot
         assert shot.depth.header.frame_id == "camera_color_optical_frame" and shot.color.encoding == "rgb8"
-        request = PlanGrasps.Request(depth=shot.depth, color=shot.color, camera_info=shot.camera_info,
-                                     workspace=shot.workspace)
-        plan = ros_client.wait_for(plan_client.call_async(request), 20)
-        assert plan is not None and plan.status == PlanGrasps.Response.STATUS_OK, plan
-        assert plan.grasps[0].pose.position.z == pytest.approx(BOX_TOP, abs=0.01)  # on the recorded box
-    finally:
-        stop_node(camera)
-        stop_node(planner)
+        planned = plan(shot)
+        assert planned is not None and planned.status == PlanGrasps.Response.STATUS_OK, planned
+        assert planned.grasps[0].pose.position.z == pytest.approx(BOX_TOP, abs=0.01)  # on the recorded box
 
 
 def test_motion_node_drives_a_ros2_control_arm_through_a_pick_goal(ros_client, tmp_path):
