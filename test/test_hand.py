@@ -81,12 +81,13 @@ def hand_data(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("hand_data")
     for index in (0, 9):  # object 9 is unseen
-        make_object_shard((str(folder), index, 0, ShardCounts(grasps=8, colliding=3, above=4, above_colliding=2)))
+        make_object_shard((str(folder), index, 0, ShardCounts(grasps=8, colliding=3, above=4, above_colliding=2,
+                                                              clearance=6)))
     return folder
 
 
 def test_hand_dataset_pairs_labelled_poses_with_images_of_their_object(hand_data):
-    from grasp_cell.learn.hand_data import IMAGE_CELL, IMAGE_PIXELS, LABELS
+    from grasp_cell.learn.hand_data import CLEARANCE_SEARCH, IMAGE_CELL, IMAGE_PIXELS, LABELS
     from grasp_cell.learn.train_hand_quality import HandGrasps
 
     data = HandGrasps.load(hand_data)
@@ -94,7 +95,13 @@ def test_hand_dataset_pairs_labelled_poses_with_images_of_their_object(hand_data
     assert list(data.unseen()) == [data.objects[s] == 9 for s in data.slot]
     assert set(np.unique(data.label)) <= set(range(len(LABELS)))
     assert (data.label == LABELS.index("colliding")).sum() == 2 * (3 + 2)  # random and from above, per object
-    assert np.sum(data.label != LABELS.index("colliding")) == 2 * (8 + 4)
+    assert (data.label == LABELS.index("clearance")).sum() == 2 * 6
+    assert np.sum(data.label < LABELS.index("colliding")) == 2 * (8 + 4)
+    # every pose has the open hand's distance to its object: clear for qualified ones, inside for colliding ones
+    assert np.all(data.distance[data.label < LABELS.index("colliding")] >= 0.0)
+    assert np.all(data.distance[data.label == LABELS.index("colliding")] < 0.0)
+    measured = data.distance[data.label == LABELS.index("clearance")]
+    assert np.all(measured < CLEARANCE_SEARCH) and np.ptp(measured) > 0.005
     # each image sees its object from above, centred, its lowest point at height 0 (z of T_img_obj)
     for slot in range(2):
         for k in range(3):
@@ -126,28 +133,66 @@ def test_training_steps_and_optimiser_gradients(hand_data):
     assert np.allclose(objective.pose(np.zeros(6)).as_matrix(), T_img_start.as_matrix())
 
 
-def test_image_clearance_measures_the_hand_inside_the_hull_the_image_sees():
+def test_clearance_net_learns_distances_and_its_barrier_enters_the_objective(hand_data):
     import torch
 
-    from grasp_cell.learn.hand_data import IMAGE_PIXELS
-    from grasp_cell.learn.hand_optimise import ImageClearance
+    from grasp_cell.learn.hand_optimise import BARRIER_ALPHA, BARRIER_EPS, LEARNED_SOFTNESS, PoseObjective, optimise
+    from grasp_cell.learn.train_hand_quality import HandGrasps, TrainSettings, train
+    from grasp_cell.models.hand_quality_net import CLEARANCE_SCALE
+
+    data = HandGrasps.load(hand_data)
+    quality, _ = train(data, TrainSettings(epochs=1, channels=8, batch=4), threads=1, log=lambda _: None)
+    clearance, history = train(data, TrainSettings(target="clearance", epochs=12, channels=8, batch=8), threads=1,
+                               log=lambda _: None)
+    assert clearance.target == "clearance" and {"seen_error_mm", "unseen_error_mm"} <= set(history[-1])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    row = int(np.flatnonzero(data.label == 0)[0])
+    slot, image = int(data.slot[row]), int(data.image[row])
+    T_img_start = Transform.from_matrix(data.T_img_obj[slot, image] @ data.T_obj_tcp[row])
+    plain = PoseObjective(quality, data.images[slot, image], T_img_start)
+    barred = PoseObjective(quality, data.images[slot, image], T_img_start, clearance_net=clearance)
+    x = np.array([0.05, 0.1, -0.05, 0.1, -0.1, 0.2])
+    pose = barred.pose(x)
+    with torch.no_grad():
+        predicted = CLEARANCE_SCALE * float(clearance(torch.from_numpy(data.images[slot, image])[None, None],
+                                                      torch.tensor(pose.translation[None], dtype=torch.float32),
+                                                      torch.tensor(pose.rotation[None], dtype=torch.float32))[0])
+    soft = LEARNED_SOFTNESS * math.log1p(math.exp(predicted / LEARNED_SOFTNESS))
+    value, gradient = barred.logit_and_gradient(x, barriers=True)
+    assert value == pytest.approx(plain.logit_and_gradient(x)[0] - BARRIER_ALPHA / (BARRIER_EPS + soft), rel=1e-4)
+    numeric = np.array([(barred.logit_and_gradient(x + e, True)[0] - barred.logit_and_gradient(x - e, True)[0])
+                        / 2e-4 for e in np.eye(6) * 1e-4])
+    assert np.allclose(gradient, numeric, rtol=0.05, atol=2e-2 * max(1.0, np.abs(numeric).max()))
+    with torch.no_grad():
+        clearance.head[-1].weight.zero_()
+        clearance.head[-1].bias.fill_(-1.0)  # now it predicts every pose 10 mm inside the object
+    end, summary = optimise(barred)
+    assert summary["kept_start"] and np.allclose(end.as_matrix(), T_img_start.as_matrix())
+
+
+def test_image_hull_gives_the_open_hands_distance_to_what_the_image_sees():
+    import torch
+
+    from grasp_cell.learn.hand_data import IMAGE_CELL, IMAGE_PIXELS
+    from grasp_cell.learn.hand_optimise import ImageHull
 
     heights = np.zeros((IMAGE_PIXELS, IMAGE_PIXELS), np.float32)
     middle = IMAGE_PIXELS // 2
     heights[middle - 8:middle + 8, middle - 8:middle + 8] = 0.05  # a 60 mm square block, 50 mm tall
-    clearance = ImageClearance.of(heights)
+    hull = ImageHull.of(heights)
     down = torch.from_numpy(DOWN)
+    reach = float(HandGeometry().open_points()[:, 2].max())  # the fingertips, past the tcp along the approach
 
-    def deepest(z: float) -> float:
-        return float(clearance.depths(torch.tensor([0.0, 0.0, z], dtype=torch.float64), down).max())
+    def distance(z: float) -> float:
+        return float(hull.distance(torch.tensor([0.0, 0.0, z], dtype=torch.float64), down))
 
-    assert deepest(0.30) == 0.0  # high above: the open hand is clear
-    assert deepest(0.03) == 0.0  # the palm face 60 mm behind the tcp, above the block; the fingers either side
-    assert deepest(-0.03) > 0.01  # the palm face 30 mm up the 50 mm block: inside it
-    assert deepest(-0.20) == 0.0  # under the object's lowest level: not in the hull either
-    gradient_position = torch.tensor([0.0, 0.0, -0.03], dtype=torch.float64, requires_grad=True)
-    (clearance.depths(gradient_position, down) ** 2).sum().backward()
-    assert gradient_position.grad[2] < 0.0  # rising gets it out
+    assert distance(0.15) == pytest.approx(0.15 - reach - 0.05, abs=IMAGE_CELL)  # fingertips over the block's top
+    assert distance(0.40) > 0.055  # beyond the field's padding (60 mm) it stays at its edge's value
+    assert distance(-0.03) < -0.015  # the palm face 20 mm into the block's top
+    assert distance(-0.16) == pytest.approx(0.04, abs=IMAGE_CELL)  # under it: the palm's back 40 mm below its base
+    position = torch.tensor([0.0, 0.0, 0.15], dtype=torch.float64, requires_grad=True)
+    hull.distance(position, down).backward()
+    assert position.grad[2] == pytest.approx(1.0, abs=0.05)  # rising moves the hand away as fast
 
 
 def test_grasp_frame_inputs_follow_the_tcp_and_the_closing_direction():

@@ -5,15 +5,19 @@
 Per object of the ``hand`` set (``grasp_cell.sim.objects``): qualified poses from random slides of the
 open hand, a random subset of them simulated free-floating without gravity and labelled failed, loose or
 robust (``grasp_cell.sim.floating_hand``), a few poses where the open hand overlaps the object (seed
-004's colliding negatives, for the model-free variant), and ``IMAGES_PER_OBJECT`` top-down height images
+004's colliding negatives, for the model-free variant), optionally poses near and inside it kept only for
+the open hand's distance to it (for a learned collision barrier), and ``IMAGES_PER_OBJECT`` top-down height images
 of the object at random orientations (seed III-B); every pose is paired with one of them at random and
 is stored in the object's frame, so it can be carried into that image's frame (``T_img_obj``).
 
 Objects whose index ends in 9 (one in ten) are ``unseen``: kept out of training (seed IV-A: 90 % / 10 %).
 
 Layout: ``meta.json`` and one shard per object, ``shard_00000.npz`` ...: ``images`` (K, P, P) float16
-heights [m]; ``T_img_obj`` (K, 7) position and quaternion x, y, z, w; ``T_obj_tcp`` (M, 7) the same for the
-grasp poses; ``image`` (M,) int16 the image each pose goes with; ``label`` (M,) int8 (``LABELS``);
+heights [m]; ``T_img_obj`` (K, 7)
+position and quaternion x, y, z, w; ``T_obj_tcp`` (M, 7) the same for the grasp poses; ``image`` (M,) int16
+the image each pose goes with; ``label`` (M,) int8 (``LABELS``); ``distance`` (M,) float32 the open hand's
+distance to the object [m] at each pose (negative: overlapping; ``CLEARANCE_SEARCH`` when further; shards
+from before it was stored lack it);
 ``object`` () int32. Shard i is made from seed (base seed, i) alone: an interrupted run resumes where it
 stopped and gives the same data.
 """
@@ -31,17 +35,19 @@ import numpy as np
 from grasp_cell.core.transform import Transform
 from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.shards import make_shards, missing_shards, open_dataset, save_shard, shard_path
-from grasp_cell.sim.floating_hand import FAILURE_RULES, FloatingHand, random_rotation
+from grasp_cell.sim.floating_hand import CLEARANCE_SEARCH, FAILURE_RULES, FloatingHand, random_rotation
 from grasp_cell.sim.hand import CLOSING_SPEED, HandGeometry
 from grasp_cell.sim.objects import SET_SIZES, object_set
 
 OBJECT_SET = "hand"
-LABELS = ("failed", "loose", "robust", "colliding")  # label codes 0..3; colliding: the open hand overlaps
+LABELS = ("failed", "loose", "robust", "colliding", "clearance")  # label codes 0..4; colliding: the open hand
+# overlaps the object; clearance: a pose kept only for its distance to the object (not simulated)
 IMAGE_PIXELS = 64  # seed 004: 128 x 128 (see docs/hand_grasps.md)
 IMAGE_CELL = 0.00375  # [m] 64 px span 0.24 m: the largest object (90 mm radius) fits at any orientation
 IMAGES_PER_OBJECT = 20  # seed: 1 000 per object
 SLIDES_PER_OBJECT = 40
 NEAR_SLIDES_PER_OBJECT = 10  # random slides for the poses just inside the object
+CLEARANCE_SLIDES_PER_OBJECT = 20  # random slides for the poses kept for their distance to the object
 ABOVE_SLIDES_PER_IMAGE = 2  # slides from above, per image (each image is one way the object can lie)
 
 
@@ -59,13 +65,14 @@ def pose_of(row) -> Transform:
 
 @dataclass(frozen=True)
 class ShardCounts:
-    """How many poses of each kind one object's shard gets."""
+    """What one object's shard gets: how many poses of each kind, and how they are judged."""
 
     grasps: int = 60  # qualified poses from random slides, simulated
     colliding: int = 20  # random poses overlapping the object
     above: int = 0  # qualified poses from above (bin picking), simulated
     above_colliding: int = 0  # poses from above just inside the object
     near_colliding: int = 0  # poses from random slides just inside the object
+    clearance: int = 0  # poses from random slides within CLEARANCE_SEARCH of the object, kept for their distance
     failure_rule: str = "still_moving"  # how a trial judges a failure (grasp_cell.sim.floating_hand.FAILURE_RULES)
 
 
@@ -97,12 +104,19 @@ def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
             poses.append(pose)
             codes.append(LABELS.index("colliding" if colliding_ones else hand.trial(pose, rng).label.value))
             images.append(k)
+    if counts.clearance:
+        measured = hand.sample_clearance(rng, CLEARANCE_SLIDES_PER_OBJECT)
+        for i in rng.permutation(len(measured))[:counts.clearance]:
+            poses.append(measured[i][0])
+            codes.append(LABELS.index("clearance"))
+            images.append(int(rng.integers(IMAGES_PER_OBJECT)))
     arrays = {
         "images": np.stack([heights for heights, _ in rendered]).astype(np.float16),
         "T_img_obj": np.stack([pose_row(T) for _, T in rendered]),
         "T_obj_tcp": np.stack([pose_row(T) for T in poses]) if poses else np.zeros((0, 7), np.float32),
         "image": np.array(images, dtype=np.int16),
         "label": np.array(codes, dtype=np.int8),
+        "distance": np.array([hand.distance(pose, CLEARANCE_SEARCH) for pose in poses], dtype=np.float32),
         "object": np.array(index, dtype=np.int32),
     }
     save_shard(shard_path(Path(out), index), arrays)
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--above-colliding-per-object", type=int, default=0)
     parser.add_argument("--near-colliding-per-object", type=int, default=0, help="poses just inside the object "
                         "from random slides (for the model-free variant)")
+    parser.add_argument("--clearance-per-object", type=int, default=0, help="poses near and inside the object kept "
+                        "for their distance to it (for a learned collision barrier), not simulated")
     parser.add_argument("--failure-rule", default="still_moving", choices=FAILURE_RULES, help="still_moving: the "
                         "seed's (knocked away); not_held: the cell's (two fingers touch it after closing)")
     parser.add_argument("--workers", type=int, default=2)
@@ -152,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         "above_slides_per_image": ABOVE_SLIDES_PER_IMAGE,
         "near_colliding_per_object": args.near_colliding_per_object,
         "near_slides_per_object": NEAR_SLIDES_PER_OBJECT,
+        "clearance_per_object": args.clearance_per_object,
+        "clearance_slides_per_object": CLEARANCE_SLIDES_PER_OBJECT,
+        "clearance_search": CLEARANCE_SEARCH,
         "slides_per_object": SLIDES_PER_OBJECT,
         "images_per_object": IMAGES_PER_OBJECT,
         "image_pixels": IMAGE_PIXELS,
@@ -164,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     fixed = ("object_set", "seed", "grasps_per_object", "colliding_per_object", "above_per_object",
              "above_colliding_per_object", "above_slides_per_image", "near_colliding_per_object",
-             "near_slides_per_object", "slides_per_object",
-             "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed", "failure_rule")
+             "near_slides_per_object", "clearance_per_object", "clearance_slides_per_object", "clearance_search",
+             "slides_per_object", "images_per_object", "image_pixels", "image_cell", "hand", "closing_speed",
+             "failure_rule")
     try:
         open_dataset(args.out, meta, fixed)
     except ValueError as error:
@@ -173,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = missing_shards(args.out, min(args.objects, SET_SIZES[OBJECT_SET]))
     print(f"{args.out}: making {len(todo)} object shards with {args.workers} workers")
     counts = ShardCounts(args.grasps_per_object, args.colliding_per_object, args.above_per_object,
-                         args.above_colliding_per_object, args.near_colliding_per_object, args.failure_rule)
+                         args.above_colliding_per_object, args.near_colliding_per_object, args.clearance_per_object,
+                         args.failure_rule)
     tasks = [(str(args.out), i, args.seed, counts) for i in todo]
     start = time.monotonic()
     results = make_shards(make_object_shard, tasks, args.workers)

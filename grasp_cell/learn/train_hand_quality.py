@@ -5,13 +5,17 @@
 
 Labels: robust 1, failed 0 (loose grasps are left out, seed IV-A); ``--model-free`` adds the colliding
 poses as negatives (the seed's last paragraph), so an optimiser can run without the object's model. The
-classes are balanced by leaving out examples of the larger one. Splits (seed IV-A): unseen objects
-(index ending in 9) are never trained on; of the seen objects' images, the last ``TEST_IMAGES`` of each
-are kept for the seen test. Every draw pairs a grasp with one of its object's training images, the pose
-carried into that image's frame (the seed's orientation augmentation).
+classes are balanced by leaving out examples of the larger one. Splits (seed IV-A): unseen objects (index
+ending in 9) are never trained on; of the seen objects' images, the last ``TEST_IMAGES`` of each are kept
+for the seen test. Every draw pairs a grasp with one of its object's training images, the pose carried into
+that image's frame (the seed's orientation augmentation).
 
-Writes ``<out>/hand_quality_<rotation>[_free].pt`` and a model card ``.yaml`` beside it, and a run folder
-with ``history.csv`` (loss and balanced accuracy per epoch on both test sets).
+``--target clearance`` trains the same net to regress instead the open hand's distance to the object at
+every pose that has one (``hand_data --clearance-per-object``): a collision barrier an optimiser can use
+without the object's model.
+
+Writes ``<out>/hand_quality_<rotation>[_free].pt`` (or ``hand_clearance_<rotation>.pt``) and a model card
+``.yaml`` beside it, and a run folder with ``history.csv`` (loss and accuracy per epoch on both test sets).
 """
 
 from __future__ import annotations
@@ -30,8 +34,17 @@ from grasp_cell.eval.attempt_log import git_commit
 from grasp_cell.learn.hand_data import IMAGE_CELL, LABELS, is_unseen
 from grasp_cell.learn.shards import list_shards
 from grasp_cell.learn.training import save_atomic, write_history_csv
-from grasp_cell.models.hand_quality_net import FRAMES, HandQualityNet
+from grasp_cell.models.hand_quality_net import (
+    CLEARANCE_RANGE,
+    CLEARANCE_SCALE,
+    FRAMES,
+    TARGETS,
+    HandQualityNet,
+)
 
+SCHEDULES = ("constant", "cosine")
+CLEARANCE_TEST = 20000  # poses in each clearance test set, at most
+CLEARANCE_HUBER = 0.5  # in CLEARANCE_SCALE units: 5 mm
 TEST_IMAGES = 2  # of each seen object's images (seed: 100 of 1 000)
 ROBUST, FAILED, COLLIDING = (LABELS.index(name) for name in ("robust", "failed", "colliding"))
 
@@ -48,13 +61,14 @@ def _matrices(rows: np.ndarray) -> np.ndarray:
 class HandGrasps:
     """Every object's images and every grasp of a hand dataset, in memory."""
 
-    images: np.ndarray  # (objects, K, P, P) float32 heights [m]
+    images: np.ndarray  # (objects, K, P, P) float32 heights [m] seen from above
     T_img_obj: np.ndarray  # (objects, K, 4, 4)
     objects: np.ndarray  # (objects,) index in the object set
     T_obj_tcp: np.ndarray  # (N, 4, 4)
     slot: np.ndarray  # (N,) row of ``images`` the grasp's object is
     image: np.ndarray  # (N,) the image it was paired with
     label: np.ndarray  # (N,) LABELS codes
+    distance: np.ndarray  # (N,) the open hand's distance to the object [m]; NaN where the data set lacks it
 
     @classmethod
     def load(cls, folders: "Path | list[Path]") -> "HandGrasps":
@@ -73,20 +87,27 @@ class HandGrasps:
             slot=np.repeat(np.arange(len(shards)), counts),
             image=np.concatenate([s["image"].astype(np.int64) for s in shards]),
             label=np.concatenate([s["label"].astype(np.int64) for s in shards]),
+            distance=np.concatenate([s["distance"].astype(np.float32) if "distance" in s
+                                     else np.full(len(s["label"]), np.nan, np.float32) for s in shards]),
         )
 
     def unseen(self) -> np.ndarray:
         """(N,) whether each grasp's object is unseen."""
         return np.array([is_unseen(int(i)) for i in self.objects])[self.slot]
 
-    def batch(self, rows: np.ndarray, images: np.ndarray):
-        """Heights (B, 1, P, P), tcp positions (B, 3) and rotations (B, 3, 3) in the image frame, and labels of
-        grasps ``rows`` seen in ``images`` of their objects."""
+    def batch(self, rows: np.ndarray, images: np.ndarray, target: str = "quality"):
+        """Heights (B, 1, P, P), tcp positions (B, 3) and rotations (B, 3, 3) in the image frame, and targets of
+        grasps ``rows`` seen in ``images`` of their objects: 1 for robust, else 0 (``quality``), or the
+        distance clipped to CLEARANCE_RANGE in units of CLEARANCE_SCALE (``clearance``)."""
         slots = self.slot[rows]
         T = self.T_img_obj[slots, images] @ self.T_obj_tcp[rows]
         heights = torch.from_numpy(self.images[slots, images][:, None])
         positions, rotations = torch.from_numpy(T[:, :3, 3]).float(), torch.from_numpy(T[:, :3, :3]).float()
-        return heights, positions, rotations, torch.from_numpy((self.label[rows] == ROBUST).astype(np.float32))
+        if target == "clearance":
+            targets = np.clip(self.distance[rows], *CLEARANCE_RANGE) / CLEARANCE_SCALE
+        else:
+            targets = (self.label[rows] == ROBUST).astype(np.float32)
+        return heights, positions, rotations, torch.from_numpy(targets.astype(np.float32))
 
 
 def balanced(rows: np.ndarray, positive: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +124,12 @@ class Splits:
     unseen_test: np.ndarray
 
     @classmethod
-    def of(cls, data: HandGrasps, model_free: bool, rng: np.random.Generator) -> "Splits":
+    def of(cls, data: HandGrasps, model_free: bool, rng: np.random.Generator, target: str = "quality") -> "Splits":
+        if target == "clearance":  # every pose with a distance; the seen test draws its held-out images
+            used = np.flatnonzero(np.isfinite(data.distance))
+            unseen = data.unseen()[used]
+            seen = rng.permutation(used[~unseen])
+            return cls(seen, seen[:CLEARANCE_TEST], rng.permutation(used[unseen])[:CLEARANCE_TEST])
         negatives = (FAILED, COLLIDING) if model_free else (FAILED,)
         used = np.flatnonzero(np.isin(data.label, (ROBUST, *negatives)))
         positive = data.label == ROBUST
@@ -121,17 +147,32 @@ def test_images(data: HandGrasps, rows: np.ndarray, held_out: bool) -> np.ndarra
     return data.image[rows]
 
 
-def accuracy(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np.ndarray, batch: int = 512):
-    """(mean loss, accuracy) of ``net`` on grasps ``rows`` in ``images``."""
+def loss_of(outputs: torch.Tensor, targets: torch.Tensor, target: str, reduction: str = "mean") -> torch.Tensor:
+    if target == "clearance":  # Huber: a few deep overlaps must not dominate the error near the surface
+        return torch.nn.functional.smooth_l1_loss(outputs, targets, beta=CLEARANCE_HUBER, reduction=reduction)
+    return torch.nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction=reduction)
+
+
+def evaluate(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np.ndarray, target: str = "quality",
+             batch: int = 512) -> dict[str, float]:
+    """``net``'s mean loss on grasps ``rows`` in ``images``, and its ``accuracy``: of robust against not
+    (``quality``), or of overlapping against clear (``clearance``, which also gives ``error_mm``, the mean
+    absolute error of the distance within CLEARANCE_RANGE)."""
     net.eval()
-    losses, correct = [], 0
+    loss, correct, error = 0.0, 0, 0.0
     with torch.no_grad():
         for start in range(0, len(rows), batch):
-            *inputs, labels = data.batch(rows[start:start + batch], images[start:start + batch])
-            logits = net(*inputs)
-            losses.append(float(torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")))
-            correct += int(((logits > 0).float() == labels).sum())
-    return sum(losses) / max(len(rows), 1), correct / max(len(rows), 1)
+            *inputs, targets = data.batch(rows[start:start + batch], images[start:start + batch], target)
+            outputs = net(*inputs)
+            loss += float(loss_of(outputs, targets, target, reduction="sum"))
+            if target == "clearance":
+                correct += int(((outputs < 0) == (targets < 0)).sum())
+                error += float((outputs - targets).abs().sum()) * CLEARANCE_SCALE * 1000
+            else:
+                correct += int(((outputs > 0).float() == targets).sum())
+    count = max(len(rows), 1)
+    metrics = {"loss": loss / count, "accuracy": correct / count}
+    return {**metrics, "error_mm": error / count} if target == "clearance" else metrics
 
 
 @dataclass(frozen=True)
@@ -144,13 +185,15 @@ class TrainSettings:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     channels: int = 32
+    target: str = "quality"  # what the net learns (grasp_cell.models.hand_quality_net.TARGETS)
+    schedule: str = "constant"  # the learning rate over the run: constant, or cosine down to 0
     seed: int = 0
 
 
 def split(data: HandGrasps, settings: TrainSettings) -> tuple[Splits, np.random.Generator]:
     """The run's splits, and its generator after drawing them (training draws on from there)."""
     rng = np.random.default_rng(settings.seed)
-    return Splits.of(data, settings.model_free, rng), rng
+    return Splits.of(data, settings.model_free, rng, settings.target), rng
 
 
 def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print, cell: float = IMAGE_CELL,
@@ -160,8 +203,10 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
     torch.set_num_threads(threads)
     splits, rng = drawn or split(data, settings)
     net = HandQualityNet(settings.rotation, data.images.shape[-1], settings.channels, frame=settings.frame,
-                         cell=cell)
+                         cell=cell, target=settings.target)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    steps = settings.epochs * -(-len(splits.train) // settings.batch)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps) if settings.schedule == "cosine" else None
     train_images = data.images.shape[1] - TEST_IMAGES
     seen_images = test_images(data, splits.seen_test, held_out=True)
     unseen_images = test_images(data, splits.unseen_test, held_out=False)
@@ -172,24 +217,28 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
         order = rng.permutation(splits.train)
         for first in range(0, len(order), settings.batch):
             rows = order[first:first + settings.batch]
-            *inputs, labels = data.batch(rows, rng.integers(0, train_images, len(rows)))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(*inputs), labels)
+            *inputs, targets = data.batch(rows, rng.integers(0, train_images, len(rows)), settings.target)
+            loss = loss_of(net(*inputs), targets, settings.target)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if scheduler is not None:
+                scheduler.step()
             net_losses.append(loss.item())
-        seen_loss, seen_accuracy = accuracy(net, data, splits.seen_test, seen_images)
-        unseen_loss, unseen_accuracy = accuracy(net, data, splits.unseen_test, unseen_images)
-        history.append({"epoch": epoch, "train_loss": round(float(np.mean(net_losses)), 4),
-                        "seen_loss": round(seen_loss, 4), "seen_accuracy": round(seen_accuracy, 4),
-                        "unseen_loss": round(unseen_loss, 4), "unseen_accuracy": round(unseen_accuracy, 4),
-                        "seconds": round(time.monotonic() - start, 1)})
+        row = {"epoch": epoch, "train_loss": round(float(np.mean(net_losses)), 4)}
+        for name, rows, images in (("seen", splits.seen_test, seen_images), ("unseen", splits.unseen_test,
+                                                                            unseen_images)):
+            row |= {f"{name}_{key}": round(value, 4) for key, value in
+                    evaluate(net, data, rows, images, settings.target).items()}
+        history.append({**row, "seconds": round(time.monotonic() - start, 1)})
         log(", ".join(f"{key} {value}" for key, value in history[-1].items()))
     return net, history
 
 
 def weights_name(settings: TrainSettings) -> str:
     frame = "" if settings.frame == "image" else f"_{settings.frame}"
+    if settings.target == "clearance":
+        return f"hand_clearance_{settings.rotation}{frame}"
     return f"hand_quality_{settings.rotation}{frame}" + ("_free" if settings.model_free else "")
 
 
@@ -200,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame", default="image", choices=FRAMES, help="image and pose as the seed's, or "
                         "the image resampled about the grasp")
     parser.add_argument("--model-free", action="store_true", help="colliding poses as negatives too")
+    parser.add_argument("--target", default="quality", choices=TARGETS, help="quality: the success logit; "
+                        "clearance: the open hand's distance to the object")
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
+    parser.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning rate: constant, "
+                        "or cosine decay to 0 over the run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("models"))
@@ -209,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/hand_quality"))
     args = parser.parse_args(argv)
 
-    settings = TrainSettings(rotation=args.rotation, frame=args.frame, model_free=args.model_free,
-                             epochs=args.epochs, seed=args.seed)
+    settings = TrainSettings(rotation=args.rotation, frame=args.frame, model_free=args.model_free, target=args.target,
+                             epochs=args.epochs, schedule=args.schedule, seed=args.seed)
     data = HandGrasps.load(args.data)
     name = args.name or weights_name(settings)
     run_dir = args.runs / name
@@ -230,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": name,
         "trained_by": f"python -m grasp_cell.learn.train_hand_quality --data {' '.join(map(str, args.data))} "
         f"--rotation {args.rotation} --frame {args.frame}" + (" --model-free" if args.model_free else "")
-        + f" --epochs {args.epochs}" + (f" --name {args.name}" if args.name else ""),
+        + (f" --target {args.target}" if args.target != "quality" else "")
+        + f" --epochs {args.epochs}" + (f" --schedule {args.schedule}" if args.schedule != "constant" else "")
+        + (f" --name {args.name}" if args.name else ""),
         "data": {"folders": [str(folder) for folder in args.data], "object_shards": int(len(data.objects)),
                  "grasps": counts,
                  "train_examples": int(len(splits.train)), "seen_test": int(len(splits.seen_test)),
@@ -242,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": git_commit(),
     }
     weights.with_suffix(".yaml").write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
-    print(f"wrote {weights}: seen accuracy {history[-1]['seen_accuracy']:.3f}, "
-          f"unseen {history[-1]['unseen_accuracy']:.3f}")
+    final = history[-1]
+    error = f" (mean error {final['seen_error_mm']:.1f} mm, {final['unseen_error_mm']:.1f} mm)" \
+        if args.target == "clearance" else ""
+    print(f"wrote {weights}: seen accuracy {final['seen_accuracy']:.3f}, unseen {final['unseen_accuracy']:.3f}{error}")
     return 0
 
 

@@ -16,6 +16,9 @@ direction and with heights taken from the tcp's level, and gives the rotation le
 position is then zero and left out). The same inputs, one function of the other, and differentiable in
 the pose, so the optimiser works the same on both; ``grasp`` makes the net's task the same wherever and at
 whatever yaw the grasp lies. Kept apart from the data and training code so a planner can import it alone.
+
+The same net regresses the open hand's distance to the object instead (``target`` ``clearance``, output in
+units of CLEARANCE_SCALE): a collision barrier learnt from data, for optimising without the object's model.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from torch import nn
 
 ROTATIONS = {"rpy": 3, "6d": 6}  # features per rotation
 FRAMES = ("image", "grasp")
+TARGETS = ("quality", "clearance")  # the success logit, or the open hand's distance to the object
+CLEARANCE_SCALE = 0.01  # [m] a clearance net's output unit
+CLEARANCE_RANGE = (-0.03, 0.05)  # [m] the distances a clearance net learns (deeper or further: clipped)
 POSITION_SCALE = 0.1  # [m] positions are divided by this
 HEIGHT_SCALE = 0.1  # [m] heights are divided by this
 
@@ -72,13 +78,15 @@ def grasp_aligned(heights: torch.Tensor, positions: torch.Tensor, rotations: tor
 
 class HandQualityNet(nn.Module):
     def __init__(self, rotation: str = "6d", pixels: int = 64, channels: int = 32, hidden=(1000, 100),
-                 frame: str = "image", cell: float = 0.00375):
+                 frame: str = "image", cell: float = 0.00375, target: str = "quality"):
         super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"unknown target '{target}'; expected one of {', '.join(TARGETS)}")
         if rotation not in ROTATIONS:
             raise ValueError(f"unknown rotation representation '{rotation}'; expected one of {', '.join(ROTATIONS)}")
         if frame not in FRAMES:
             raise ValueError(f"unknown input frame '{frame}'; expected one of {', '.join(FRAMES)}")
-        self.rotation, self.frame, self.cell = rotation, frame, cell
+        self.rotation, self.frame, self.cell, self.target = rotation, frame, cell, target
         c = channels
         self.convolutions = nn.Sequential(
             nn.Conv2d(1, c, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
@@ -96,7 +104,7 @@ class HandQualityNet(nn.Module):
 
     def forward(self, heights: torch.Tensor, positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
         """(B, 1, P, P) heights [m], the tcp's (B, 3) positions [m] and (B, 3, 3) rotations in the image
-        frame -> (B,) success logits."""
+        frame -> (B,) success logits (``clearance``: distances in units of CLEARANCE_SCALE)."""
         if self.frame == "grasp":
             heights, rotations = grasp_aligned(heights, positions, rotations, self.cell)
             image = self.image_features(heights)
@@ -121,7 +129,7 @@ def load_quality_net(path: Path) -> HandQualityNet:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     settings = checkpoint["settings"]
     net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"], frame=settings["frame"],
-                         cell=checkpoint["cell"])
+                         cell=checkpoint["cell"], target=settings.get("target", "quality"))
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval()
 

@@ -58,6 +58,7 @@ DOWN = np.diag([1.0, -1.0, -1.0])  # the tcp's z (the approach) straight down
 MAX_PUSH_FORCE = 500.0  # [N] the constraint that carries the hand
 CHECK_EVERY = 6  # physics steps between checks while closing
 SLIDE_STEP = 0.005  # [m] between positions along a slide
+CLEARANCE_SEARCH = 0.05  # [m] poses further than this from the object are not kept for learning its distance
 NEAR_SURFACE = 3  # slide steps: colliding poses from slides lie at most this far inside (15 mm)
 
 
@@ -215,6 +216,23 @@ class FloatingHand:
             offset = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
             found.extend(self.slide(random_rotation(rng), random_direction(rng), offset, colliding,
                                     near=NEAR_SURFACE if colliding else None))
+        return found
+
+    def sample_clearance(self, rng: np.random.Generator, slides: int,
+                         search: float = CLEARANCE_SEARCH) -> list[tuple[Transform, float]]:
+        """Poses along ``slides`` random slides (drawn as ``sample_qualified``'s), each with the open hand's
+        distance to the object (``distance``: negative inside), those within ``search`` of it: the poses an
+        optimiser passes through on its way onto or into the object, for learning that distance."""
+        found = []
+        reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
+        for _ in range(slides):
+            through = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
+            rotation, direction = random_rotation(rng), random_direction(rng)
+            for step in np.arange(-reach, reach + 1e-9, SLIDE_STEP):
+                pose = Transform(rotation, through + step * direction)
+                distance = self.distance(pose, search)
+                if distance < search:
+                    found.append((pose, distance))
         return found
 
     def sample_from_above(self, rng: np.random.Generator, T_img_obj: Transform, slides: int,

@@ -68,14 +68,18 @@ class HandGeometry:
         """Joint axis: a positive angle curls the finger towards the palm's y = 0 plane."""
         return (-1.0, 0.0, 0.0) if finger == "a" else (1.0, 0.0, 0.0)
 
-    def open_points(self) -> np.ndarray:
+    def open_points(self, spacing: float | None = None) -> np.ndarray:
         """(M, 3) points [m] in the tcp frame on the open hand's outline: the palm face (corners, edge middles and
         centre), and on each finger its joints and tip at the corners of its cross-section, both splayed open
         and straight (the fingertips pass their lowest, most advanced point while closing from open through
-        straight)."""
+        straight). ``spacing`` [m]: also points at most that far apart over the palm's whole surface and along
+        the fingers' edges, so that nothing as wide as ``spacing`` slips between them."""
         half_x, half_y = self.palm[0] / 2, self.palm[1] / 2
         points = [(sx * half_x, sy * half_y, self.palm_face) for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
         reach = np.cumsum(self.phalanges)
+        if spacing is not None:
+            points += list(_box_surface(self.palm, spacing) + (0.0, 0.0, self.palm[2] / 2))
+            reach = np.union1d(reach, np.arange(0.0, reach[-1], spacing))
         for finger in FINGERS:
             knuckle = np.array(self.knuckle(finger))
             outwards = -1.0 if finger == "a" else 1.0  # along y, away from the palm's middle
@@ -88,6 +92,14 @@ class HandGeometry:
                             points.append(knuckle + length * direction + (side * self.finger_width, 0.0, 0.0)
                                           + face * self.finger_thickness * normal)
         return np.array(points) - (0.0, 0.0, self.tcp)
+
+
+def _box_surface(size, spacing: float) -> np.ndarray:
+    """(M, 3) points at most ``spacing`` apart over the surface of a box of ``size`` centred on the origin."""
+    axes = [np.linspace(-s / 2, s / 2, int(math.ceil(s / spacing)) + 1) for s in size]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    on_face = np.any(np.isclose(np.abs(grid), np.array(size) / 2), axis=1)
+    return grid[on_face]
 
 
 def joint_name(finger: str, phalanx: str) -> str:
