@@ -196,9 +196,7 @@ class FloatingHand:
         ``direction``, ``SLIDE_STEP`` apart, over the object and the hand's reach on both sides
         (``colliding``: those where the open hand overlaps the object instead, with ``near`` only those up to
         ``near`` steps in; ``sweep``: see ``qualified``)."""
-        reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
-        steps = np.arange(-reach, reach + 1e-9, SLIDE_STEP)
-        poses = [Transform(rotation, np.asarray(through) + s * np.asarray(direction)) for s in steps]
+        poses = self._along(rotation, direction, through)
         if colliding:
             inside = np.array([self._overlaps(pose, closed=0.0) for pose in poses])
             if near is None:
@@ -213,10 +211,19 @@ class FloatingHand:
         random slides, each through a point within half the object's bounding radius of its centre."""
         found = []
         for _ in range(slides):
-            offset = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
-            found.extend(self.slide(random_rotation(rng), random_direction(rng), offset, colliding,
-                                    near=NEAR_SURFACE if colliding else None))
+            found.extend(self.slide(*self._random_line(rng), colliding, near=NEAR_SURFACE if colliding else None))
         return found
+
+    def _random_line(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A random slide: (rotation, direction, a point within half the bounding radius of the centre)."""
+        through = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
+        return random_rotation(rng), random_direction(rng), through
+
+    def _along(self, rotation: np.ndarray, direction: np.ndarray, through: np.ndarray) -> list[Transform]:
+        """Poses with ``rotation`` along the line, SLIDE_STEP apart, over the object and the hand's reach."""
+        reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
+        steps = np.arange(-reach, reach + 1e-9, SLIDE_STEP)
+        return [Transform(rotation, np.asarray(through) + s * np.asarray(direction)) for s in steps]
 
     def sample_clearance(self, rng: np.random.Generator, slides: int,
                          search: float = CLEARANCE_SEARCH) -> list[tuple[Transform, float]]:
@@ -224,12 +231,8 @@ class FloatingHand:
         distance to the object (``distance``: negative inside), those within ``search`` of it: the poses an
         optimiser passes through on its way onto or into the object, for learning that distance."""
         found = []
-        reach = self.spec.bounding_radius + self.geometry.tcp + max(self.geometry.palm)
         for _ in range(slides):
-            through = random_direction(rng) * rng.uniform(0.0, 0.5 * self.spec.bounding_radius)
-            rotation, direction = random_rotation(rng), random_direction(rng)
-            for step in np.arange(-reach, reach + 1e-9, SLIDE_STEP):
-                pose = Transform(rotation, through + step * direction)
+            for pose in self._along(*self._random_line(rng)):
                 distance = self.distance(pose, search)
                 if distance < search:
                     found.append((pose, distance))
