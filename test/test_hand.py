@@ -40,6 +40,39 @@ def test_hand_has_three_fingers_of_three_phalanges_and_a_tcp_past_the_palm(hand)
     assert tips["a"][1] > open_tips["a"][1] and tips["b"][1] < open_tips["b"][1] and tips["c"][1] < open_tips["c"][1]
 
 
+@pytest.mark.parametrize("closed", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_finger_points_lie_on_the_simulated_fingers(hand, closed):
+    """The planner's closing sweep (``HandGeometry.finger_points``) against the hand the lab simulates, placed as
+    far closed: every point on a finger lies in its phalanges' bounding boxes, and every box holds points."""
+    kwargs = {"physicsClientId": hand.client}
+    geometry = HandGeometry()
+    joints = {pybullet.getJointInfo(hand.hand, j, **kwargs)[1].decode(): j
+              for j in range(pybullet.getNumJoints(hand.hand, **kwargs))}
+    hand.place(Transform.identity(), closed=closed)  # the tcp at the origin: the tcp frame is the world's
+    angles = [a + closed * (b - a) for a, b in zip(geometry.open, geometry.closed)]
+    points = geometry.finger_points(angles, spacing=0.005).reshape(len(FINGERS), -1, 3)  # per finger
+    if 0.0 < closed < 1.0:
+        assert np.allclose(geometry.closing_points((closed,), spacing=0.005), points.reshape(-1, 3))
+    for finger, on_finger in zip(FINGERS, points):
+        boxes = [np.array(pybullet.getAABB(hand.hand, joints[joint_name(finger, phalanx)], **kwargs))
+                 for phalanx in PHALANGES]
+        inside = [np.all((on_finger >= low - 0.001) & (on_finger <= high + 0.001), axis=1) for low, high in boxes]
+        assert np.all(np.any(inside, axis=0)), f"finger {finger}: points off its phalanges"
+        assert all(np.any(held) for held in inside)
+
+
+def test_open_points_are_the_palm_and_the_fingers_open_and_straight():
+    geometry = HandGeometry()
+    outline = geometry.open_points()
+    straight = geometry.finger_points((0.0, 0.0, 0.0))
+    assert np.allclose(outline[-len(straight):], straight)
+    assert np.isclose(outline[:, 2].max(), sum(geometry.phalanges) + geometry.palm_face - geometry.tcp)  # tips
+    # half closed, the fingers have curled up from their lowest reach, finger a (-y) across towards b, c (+y)
+    half = geometry.closing_points((0.5,)).reshape(len(FINGERS), -1, 3)
+    assert half[..., 2].max() < straight[:, 2].max() - 0.01
+    assert half[0, :, 1].max() > 0.0 > half[1, :, 1].min()
+
+
 def test_qualified_means_clear_when_open_and_overlapping_when_closed(hand):
     hand.set_object(PartSpec("sphere", (0.06,), 0.1))
     assert hand.qualified(Transform(DOWN, (0.0, 0.0, -0.02)))  # between the fingers

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pybullet
 import pytest
 import torch
 
@@ -33,7 +34,9 @@ def test_the_hand_cell_config_is_the_default_cell_with_the_hand_its_bin_and_obje
     default = CellConfig.from_yaml(package_share() / "config" / "sim_cell.yaml")
     assert hand_cell_config.robot.gripper is GripperKind.THREE_FINGER
     assert hand_cell_config.parts.object_set == "hand" and hand_cell_config.bin.inner_size == (0.50, 0.40)
-    assert hand_cell_config.camera == default.camera and hand_cell_config.motion == default.motion  # inherited
+    assert hand_cell_config.camera == default.camera and hand_cell_config.parts.drop_height == default.parts.drop_height
+    # the open fingers reach 63 mm past the tcp: the pre-grasp stands further back, over the walls (100 mm)
+    assert hand_cell_config.motion.pregrasp_distance >= default.bin.wall_height + 0.04
     assert sim_config_path("", "suction", package_share()).endswith("sim_cell.yaml")
 
 
@@ -69,15 +72,19 @@ def test_poses_from_above_keep_the_open_hand_over_the_floor_and_would_close_on_t
         assert all(hand.distance(pose, 0.0) < 0.0 for pose in colliding)
 
 
-def _scene() -> tuple[Observation, float]:
-    """A flat floor 0.6 m below a straight-down camera with one box (60 x 40 x 30 mm) left of the middle."""
+BOX = (-0.05, 0.0, 0.06, 0.04, 0.03)  # camera x, y of its middle, its x, y sizes and height [m]
+
+
+def _scene(boxes=(BOX,)) -> tuple[Observation, float]:
+    """A flat floor 0.6 m below a straight-down camera with ``boxes`` on it (by default one, 60 x 40 x 30 mm,
+    left of the middle)."""
     intrinsics = CameraIntrinsics.default()  # 640 x 480
     floor = 0.6
     v, u = np.mgrid[0:480, 0:640]
     x, y = (u - intrinsics.cx) * floor / intrinsics.fx, (v - intrinsics.cy) * floor / intrinsics.fy
     depth = np.full((480, 640), floor, np.float32)
-    on_box = (np.abs(x + 0.05) < 0.03) & (np.abs(y) < 0.02)
-    depth[on_box] = floor - 0.03
+    for box_x, box_y, size_x, size_y, height in boxes:
+        depth[(np.abs(x - box_x) < size_x / 2) & (np.abs(y - box_y) < size_y / 2)] = floor - height
     return Observation(depth, intrinsics, roi=(60, 40, 580, 440)), floor
 
 
@@ -117,3 +124,31 @@ def test_planner_offers_grasps_from_above_that_keep_the_open_hand_clear():
         assert abs(grasp.position[0] + 0.05) < 0.06 and abs(grasp.position[1]) < 0.06  # over the box
     empty = Observation(np.full_like(observation.depth, floor), observation.intrinsics, roi=observation.roi)
     assert model.plan(empty) == []
+
+
+def test_planner_keeps_the_closing_fingers_off_the_neighbouring_part():
+    """Two boxes 10 mm apart: fingers closing on one must pass over the other (the net sees one part alone)."""
+    torch.manual_seed(0)
+    neighbour = (0.01, 0.0, 0.04, 0.06, 0.04)
+    observation, floor = _scene((BOX, neighbour))
+    model = HandQualityModel(HandQualityNet(channels=8).eval(), pixels=64)
+    grasps = model.plan(observation, max_grasps=10)
+    assert grasps
+    closing = HandGeometry().closing_points()
+    for grasp in grasps:
+        target, other = (BOX, neighbour) if grasp.position[0] < -0.01 else (neighbour, BOX)
+        points = grasp.T_cam_grasp.apply(closing)
+        over = (np.abs(points[:, 0] - other[0]) < other[2] / 2) & (np.abs(points[:, 1] - other[1]) < other[3] / 2)
+        assert np.all(points[over, 2] <= floor - other[4] - CLEARANCE / 2)
+
+
+def test_the_hand_on_the_arm_holds_its_fingers_open(hand_cell_config):
+    """Held open for a second at the arm's home posture, no phalanx drifts (with the default cell's 10 solver
+    iterations, the UR5's heavy links let finger b's 50 g distal phalanx drift 0.4 rad closed)."""
+    with SimWorld(hand_cell_config, np.random.default_rng(0)) as world:
+        robot = world.load_robot()
+        robot.park()
+        world.step(round(1.0 / world.time_step))
+        joints = [joint for finger in robot.hand_joints for joint in finger]
+        angles = [state[0] for state in pybullet.getJointStates(robot.body, joints, physicsClientId=world.client)]
+        assert np.allclose(angles, HandGeometry().open * 3, atol=0.02)

@@ -7,10 +7,12 @@
    object). Its frame ``T_cam_img``: x along the camera's x, y against the camera's y, z up from the floor.
 3. Start poses: the hand straight down over the part's middle at ``YAWS`` turns, its fingertips just clear
    of the floor (seed 004 starts from given poses; here they come from the depth image alone).
-4. BFGS (SciPy) on all start poses at once maximises the net's logit (trained with colliding negatives,
-   the seed's model-free variant: no object model in a cell) minus a penalty that keeps the open hand's
-   outline (``HandGeometry.open_points``) above every surface seen in the depth image, inside the bin's
-   walls, and its approach within ``MAX_TILT`` of straight down (reachable, and as the camera sees it).
+4. BFGS (SciPy) on the best start poses at once maximises the net's logit (trained with colliding
+   negatives, the seed's model-free variant: no object model in a cell) minus a penalty that keeps the open
+   hand's outline (``HandGeometry.open_points``) above every surface seen in the depth image, inside the
+   bin's walls, the closing fingers (``HandGeometry.closing_points``) above every other part (the net sees
+   its part alone: fingers that close on two parts hold neither), and its approach within ``MAX_TILT`` of
+   straight down (reachable, and as the camera sees it).
 5. Every optimised pose that keeps clear is a grasp, quality the net's success probability; best first.
 
 Served by name: ``hand_quality`` from ``models/hand_quality.pt`` (trained by
@@ -57,8 +59,11 @@ TILT = math.radians(15.0)  # candidates also lean this far towards four sides
 SHIFTS = (-0.015, 0.0, 0.015)  # [m] candidates over the part's middle and either side along the closing direction
 REFINED = 8  # the best candidates by the net are refined by BFGS
 CLEARANCE = 0.005  # [m] the open hand keeps this far above what the camera sees and inside the walls
-APPROACH_CHECK = 0.08  # [m] the open hand keeps clear this far back along its approach too (the motion
-# node's pre-grasp distance, config motion.pregrasp_distance), as the walls stand taller than the grasps
+APPROACH_CHECK = 0.15  # [m] the open hand keeps clear this far back along its approach too (the motion
+# node's pre-grasp distance, motion.pregrasp_distance of config/sim_hand_cell.yaml), as the walls stand taller
+# than the grasps
+APPROACH_STEP = 0.025  # [m] the approach is checked this far apart: a tilted approach that starts over a wall's
+# rim and ends inside the bin passes through the wall between its ends
 MAX_TILT = math.radians(30.0)  # approach from straight down
 PENALTY = 1e4  # per m^2 of violation (a 1 cm violation outweighs a logit of 1)
 MAX_ITERATIONS = 15
@@ -100,7 +105,8 @@ class HeightMap:
         return cls(heights * inside, parallel.x0, parallel.y0, cell, floor, walls, wall_top)
 
     def parts(self) -> list[np.ndarray]:
-        """Boolean masks of the parts, largest first."""
+        """Boolean masks of the parts, largest first (regions too small to be a part are left out, and stay
+        in the heights as obstacles)."""
         labels, count = ndimage.label(self.heights > MIN_HEIGHT)
         sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
         order = [i + 1 for i in np.argsort(-sizes) if sizes[i] >= MIN_PART_CELLS]
@@ -132,6 +138,21 @@ class HeightMap:
         image = torch.from_numpy(self.heights)[None, None].to(x.dtype)
         return torch.nn.functional.grid_sample(image, grid.reshape(1, 1, -1, 2), align_corners=True).reshape(x.shape)
 
+    def surfaces(self, maps: torch.Tensor, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Heights [m] at camera ``x``, ``y`` (N, M) on map ``index[n]`` of ``maps`` (P, rows, cols) on this
+        map's grid (bilinear, differentiable in x, y; 0 beyond the grid)."""
+        rows, cols = self.heights.shape
+        u, v = (x - self.x0) / self.cell, (y - self.y0) / self.cell
+        inside = (u >= 0) & (u <= cols - 1) & (v >= 0) & (v <= rows - 1)
+        u0 = u.detach().floor().clamp(0, cols - 2).long()
+        v0 = v.detach().floor().clamp(0, rows - 2).long()
+        du, dv = (u - u0).clamp(0, 1), (v - v0).clamp(0, 1)
+        flat = maps.reshape(-1).to(x.dtype)
+        corner = index[:, None] * (rows * cols) + v0 * cols + u0
+        value = ((1 - dv) * ((1 - du) * flat[corner] + du * flat[corner + 1])
+                 + dv * ((1 - du) * flat[corner + cols] + du * flat[corner + cols + 1]))
+        return value * inside
+
 
 class HandPoseSearch:
     """One plan's search: candidate poses over several parts, scored in one pass; the best refined together.
@@ -139,10 +160,15 @@ class HandPoseSearch:
     Poses are the tcp's in its part image's frame (z up from the floor); each candidate keeps its image's
     convolution features and ``T_cam_img``, so the net and the depth image judge it without recomputing."""
 
-    def __init__(self, net: HandQualityNet, scene: HeightMap, outline: np.ndarray):
+    def __init__(self, net: HandQualityNet, scene: HeightMap, outline: np.ndarray, closing: np.ndarray):
         self.net = net
         self.scene = scene
         self.outline = torch.from_numpy(outline)  # (M, 3) the open hand in the tcp frame
+        backs = np.linspace(0.0, APPROACH_CHECK, round(APPROACH_CHECK / APPROACH_STEP) + 1)
+        self.approach = torch.cat([self.outline - torch.tensor([0.0, 0.0, back]) for back in backs])
+        self.closing = torch.from_numpy(closing)  # (K, 3) the fingers on their way closed, in the tcp frame
+        self.others = torch.zeros((0,) + scene.heights.shape)  # per part: the heights of everything else
+        self.part = torch.zeros(0, dtype=torch.long)  # per candidate: its part's index into others
         self.features = torch.zeros((0, 0))  # (N, F) per candidate: its image's convolution features
         self.R_cam_img = torch.zeros((0, 3, 3), dtype=torch.float64)
         self.t_cam_img = torch.zeros((0, 3), dtype=torch.float64)
@@ -152,9 +178,11 @@ class HandPoseSearch:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def add_part(self, image: np.ndarray, T_cam_img: Transform) -> None:
-        """Candidates over the part: the hand over its middle and ``SHIFT`` either side along the closing
-        direction, at every yaw and tilt of ``ORIENTATIONS``, each as low as the open hand keeps clear."""
+    def add_part(self, mask: np.ndarray, pixels: int) -> None:
+        """Candidates over the part (``mask`` on the scene's grid): the hand over its middle and ``SHIFT``
+        either side along the closing direction, at every yaw and tilt of ``ORIENTATIONS``, each as low as the
+        open hand keeps clear."""
+        image, T_cam_img = self.scene.part_image(mask, pixels)
         with torch.no_grad():
             features = self.net.image_features(torch.from_numpy(image)[None, None])[0]
         middle = np.zeros(2)  # the image is centred on the part's box
@@ -167,6 +195,9 @@ class HandPoseSearch:
         R_cam_img = torch.from_numpy(T_cam_img.rotation).expand(count, 3, 3)
         t_cam_img = torch.from_numpy(T_cam_img.translation).expand(count, 3)
         positions[:, 2] = self._clear_heights(R_cam_img, t_cam_img, positions, rotations)
+        self.part = torch.cat([self.part, torch.full((count,), len(self.others), dtype=torch.long)])
+        others = torch.from_numpy(np.where(mask, 0.0, self.scene.heights).astype(np.float32))
+        self.others = torch.cat([self.others, others[None]])
         self.features = torch.cat([self.features.reshape(-1, features.numel()), features.expand(count, -1)])
         self.R_cam_img = torch.cat([self.R_cam_img, R_cam_img])
         self.t_cam_img = torch.cat([self.t_cam_img, t_cam_img])
@@ -174,12 +205,16 @@ class HandPoseSearch:
         self.positions = torch.cat([self.positions, positions])
 
     def _outline_in_camera(self, R_cam_img, t_cam_img, positions, rotations) -> torch.Tensor:
-        """(N, 2 M, 3) the open hand's outline in the camera frame at the grasp and APPROACH_CHECK back along
-        its approach (where the arm's straight approach starts)."""
-        back = torch.tensor([0.0, 0.0, APPROACH_CHECK], dtype=torch.float64)
-        outline = torch.cat([self.outline, self.outline - back])
-        in_img = positions[:, None, :] + torch.einsum("nij,mj->nmi", rotations, outline)
-        return torch.einsum("nij,nmj->nmi", R_cam_img, in_img) + t_cam_img[:, None, :]
+        """(N, S M, 3) the open hand's outline in the camera frame at the grasp and every APPROACH_STEP back along
+        its approach up to APPROACH_CHECK (where the arm's straight approach starts)."""
+        return _in_camera(self.approach, R_cam_img, t_cam_img, positions, rotations)
+
+    def neighbour_violations(self, positions, rotations) -> torch.Tensor:
+        """(N, K) how far [m] each closing finger point lies below CLEARANCE above the other parts."""
+        points = _in_camera(self.closing, self.R_cam_img, self.t_cam_img, positions, rotations)
+        heights = self.scene.floor - points[..., 2]
+        others = self.scene.surfaces(self.others, self.part, points[..., 0], points[..., 1])
+        return torch.relu(others + CLEARANCE - heights) * (others > MIN_HEIGHT)
 
     def _clear_heights(self, R_cam_img, t_cam_img, positions, rotations) -> torch.Tensor:
         """The lowest tcp height [m] at which each pose's open hand stays CLEARANCE above what the camera
@@ -195,7 +230,7 @@ class HandPoseSearch:
             return self.net.pose_logits(self.features, self.positions.float(), self.rotations.float()).double()
 
     def keep(self, rows: torch.Tensor) -> None:
-        for name in ("features", "R_cam_img", "t_cam_img", "rotations", "positions"):
+        for name in ("features", "R_cam_img", "t_cam_img", "rotations", "positions", "part"):
             setattr(self, name, getattr(self, name)[rows])
 
     def _poses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,8 +239,8 @@ class HandPoseSearch:
         return self.positions + POSITION_SCALE * x[:, :3], self.rotations @ rotation_vector_matrices(x[:, 3:])
 
     def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N,) logits, (N,) penalties [m^2] and (N,) the deepest of the outline's violations [m] of the poses
-        at ``x``."""
+        """(N,) logits, (N,) penalties [m^2] and (N,) the deepest of the hand's violations [m] of the poses at
+        ``x``."""
         positions, rotations = self._poses(x)
         logits = self.net.pose_logits(self.features, positions.float(), rotations.float()).double()
         points = self._outline_in_camera(self.R_cam_img, self.t_cam_img, positions, rotations)
@@ -217,8 +252,9 @@ class HandPoseSearch:
         walls = walls * (height < self.scene.wall_top + CLEARANCE)  # over the rim the hand may reach out
         # the approach's tilt from the image's -z beyond MAX_TILT, as a cosine (acos has no gradient at 0)
         tilt = torch.relu(math.cos(MAX_TILT) + rotations[:, 2, 2])
-        penalties = (above**2 + walls**2).sum(dim=1) + (POSITION_SCALE * tilt) ** 2
-        return logits, penalties, torch.maximum(above, walls).amax(dim=1)
+        neighbours = self.neighbour_violations(positions, rotations)
+        penalties = (above**2 + walls**2).sum(dim=1) + (neighbours**2).sum(dim=1) + (POSITION_SCALE * tilt) ** 2
+        return logits, penalties, torch.maximum(torch.maximum(above, walls).amax(dim=1), neighbours.amax(dim=1))
 
     def optimise(self) -> tuple[list[Transform], np.ndarray, np.ndarray]:
         """BFGS on all candidates at once (one objective, the sum of theirs: they do not interact). Returns the
@@ -261,6 +297,12 @@ def _orientations() -> np.ndarray:
 ORIENTATIONS = _orientations()
 
 
+def _in_camera(points: torch.Tensor, R_cam_img, t_cam_img, positions, rotations) -> torch.Tensor:
+    """(N, M, 3) ``points`` (M, 3) of the tcp frame in the camera frame for N poses in their image frames."""
+    in_img = positions[:, None, :] + torch.einsum("nij,mj->nmi", rotations, points)
+    return torch.einsum("nij,nmj->nmi", R_cam_img, in_img) + t_cam_img[:, None, :]
+
+
 class HandQualityModel(GraspModel):
     """Image in, ranked 6-DOF three-finger grasps out (the module docstring)."""
 
@@ -275,6 +317,7 @@ class HandQualityModel(GraspModel):
         self.name = name
         self.geometry = geometry
         self.outline = geometry.open_points()
+        self.closing = geometry.closing_points()
 
     @classmethod
     def from_file(cls, path: Path, name: str = "hand_quality", threads: int = 1) -> "HandQualityModel":
@@ -284,9 +327,12 @@ class HandQualityModel(GraspModel):
 
     def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
         scene = HeightMap.from_observation(observation, self.net.cell)
-        search = HandPoseSearch(self.net, scene, self.outline)
+        search = HandPoseSearch(self.net, scene, self.outline, self.closing)
         for mask in scene.parts()[:MAX_PARTS]:
-            search.add_part(*scene.part_image(mask, self.pixels))
+            search.add_part(mask, self.pixels)
+        with torch.no_grad():  # candidates whose fingers would close on a neighbour too are not refined
+            free = search.neighbour_violations(search.positions, search.rotations).amax(dim=1) <= CLEARANCE / 2
+        search.keep(torch.nonzero(free)[:, 0])
         if not len(search):
             return []
         search.keep(torch.argsort(search.logits(), descending=True)[:max(REFINED, 1)])

@@ -29,6 +29,7 @@ CLOSING_SPEED = 0.5  # [rad/s] a finger's proximal joint: about 60 mm/s at the f
 CLOSE_TIME = 4.0  # [s] the most closing and settling may take
 SETTLED_SPEED = 0.05  # [rad/s] fingers slower than this have closed (on the object or fully)
 HELD_BY = 2  # fingers touching a part: held (the jaw: both)
+CLOSING_FRACTIONS = (0.25, 0.5, 0.75)  # of the way closed: where the closing fingers pass
 HOLD_RADIUS = 0.08  # [m] an object whose centre lies within this of the tcp is in the hand (the palm face lies
 # 60 mm behind the tcp): an enveloping grasp lets it settle deeper into the hand, unlike a jaw's pinch
 
@@ -76,22 +77,43 @@ class HandGeometry:
         the fingers' edges, so that nothing as wide as ``spacing`` slips between them."""
         half_x, half_y = self.palm[0] / 2, self.palm[1] / 2
         points = [(sx * half_x, sy * half_y, self.palm_face) for sx in (-1, 0, 1) for sy in (-1, 0, 1)]
-        reach = np.cumsum(self.phalanges)
         if spacing is not None:
             points += list(_box_surface(self.palm, spacing) + (0.0, 0.0, self.palm[2] / 2))
-            reach = np.union1d(reach, np.arange(0.0, reach[-1], spacing))
+        palm = np.array(points) - (0.0, 0.0, self.tcp)
+        straight = (0.0,) * len(self.phalanges)
+        return np.concatenate([palm, self.finger_points(self.open, spacing), self.finger_points(straight, spacing)])
+
+    def finger_points(self, angles, spacing: float | None = None) -> np.ndarray:
+        """(M, 3) points [m] in the tcp frame on the three fingers with their joints at ``angles`` (proximal,
+        medial, distal [rad]; positive curls towards the palm's middle): the corners of each finger's
+        cross-section at its joints and tip, and with ``spacing`` [m] also at most that far apart along it."""
+        ends = np.cumsum(self.phalanges)
+        reach = ends if spacing is None else np.union1d(ends, np.arange(0.0, ends[-1], spacing))
+        phalanx = np.minimum(np.searchsorted(ends, reach, side="right"), len(ends) - 1)  # the one each lies on
+        starts = np.concatenate([[0.0], ends[:-1]])
+        bend = np.cumsum(angles)  # each phalanx's angle from the approach
+        # each phalanx's start along the chain, in the finger's plane: (inwards, along the approach)
+        joints = np.concatenate([[[0.0, 0.0]], np.cumsum(
+            np.stack([np.sin(bend), np.cos(bend)], axis=1) * np.array(self.phalanges)[:, None], axis=0)[:-1]])
+        along = joints[phalanx] + (reach - starts[phalanx])[:, None] * np.stack(
+            [np.sin(bend[phalanx]), np.cos(bend[phalanx])], axis=1)
+        across = np.stack([np.cos(bend[phalanx]), -np.sin(bend[phalanx])], axis=1)  # the finger's thickness
+        points = []
         for finger in FINGERS:
-            knuckle = np.array(self.knuckle(finger))
-            outwards = -1.0 if finger == "a" else 1.0  # along y, away from the palm's middle
-            for angle in (self.open[0], 0.0):
-                direction = np.array([0.0, -outwards * math.sin(angle), math.cos(angle)])
-                normal = np.array([0.0, math.cos(angle), outwards * math.sin(angle)])  # across the finger
-                for length in reach:
-                    for side in (-0.5, 0.5):
-                        for face in (-0.5, 0.5):
-                            points.append(knuckle + length * direction + (side * self.finger_width, 0.0, 0.0)
-                                          + face * self.finger_thickness * normal)
-        return np.array(points) - (0.0, 0.0, self.tcp)
+            inwards = 1.0 if finger == "a" else -1.0  # along y, towards the palm's middle
+            for side in (-0.5, 0.5):
+                for face in (-0.5, 0.5):
+                    planar = along + face * self.finger_thickness * across
+                    points.append(np.stack([np.full(len(reach), side * self.finger_width),
+                                            inwards * planar[:, 0], planar[:, 1]], axis=1) + self.knuckle(finger))
+        return np.concatenate(points) - (0.0, 0.0, self.tcp)
+
+    def closing_points(self, fractions=CLOSING_FRACTIONS, spacing: float | None = None) -> np.ndarray:
+        """(M, 3) points [m] in the tcp frame on the fingers on their way closed: at each of ``fractions``
+        between open (0) and closed (1), every joint that share of its way (as the grasp lab places them)."""
+        return np.concatenate([
+            self.finger_points([a + f * (b - a) for a, b in zip(self.open, self.closed)], spacing)
+            for f in fractions])
 
 
 def _box_surface(size, spacing: float) -> np.ndarray:
