@@ -10,7 +10,7 @@ import torch
 from grasp_cell.core.camera import CameraIntrinsics
 from grasp_cell.core.grasp import GripperKind
 from grasp_cell.core.outcome import Outcome
-from grasp_cell.core.transform import Transform
+from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.graph import package_share, sim_config_path
 from grasp_cell.models.base import Observation
 from grasp_cell.models.hand_grasp import CLEARANCE, MAX_TILT, HandQualityModel, HeightMap
@@ -19,7 +19,7 @@ from grasp_cell.sim.config import CellConfig
 from grasp_cell.sim.floating_hand import FloatingHand
 from grasp_cell.sim.hand import HandGeometry
 from grasp_cell.sim.parts import PartSpec
-from grasp_cell.sim.pick import execute_pick
+from grasp_cell.sim.pick import execute_pick, plan_pick
 from grasp_cell.sim.world import SimWorld
 
 DOWN = np.diag([1.0, -1.0, -1.0])  # the tcp's z (the approach) along the world's -z
@@ -126,6 +126,31 @@ def test_planner_offers_grasps_from_above_that_keep_the_open_hand_clear():
     assert model.plan(empty) == []
 
 
+def test_the_walls_inner_faces_are_neither_floor_nor_parts():
+    """The camera sees the walls' inner faces just beyond the floor's edges of its image; their cells on the
+    height map's edge are walls: parts are the boxes alone, a box against a wall included and kept apart."""
+    observation, floor = _scene((BOX, (0.0, -0.2 + 0.02, 0.05, 0.04, 0.03)))  # the second against a wall
+    intrinsics, (u_min, v_min, u_max, v_max) = observation.intrinsics, observation.roi
+    v, u = np.mgrid[0:480, 0:640].astype(np.float64)
+    rim = floor - 0.1
+    faces = []  # per wall, the depth at which each pixel's ray meets its inner face (the rim beyond it)
+    sides = [(u, edge, intrinsics.cx, intrinsics.fx) for edge in (u_min, u_max)]
+    sides += [(v, edge, intrinsics.cy, intrinsics.fy) for edge in (v_min, v_max)]
+    for pixel, edge, centre, focal in sides:
+        wall = (edge - centre) * floor / focal  # the wall's x (or y): the floor's edge
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = wall * focal / (pixel - centre)
+        beyond = (pixel - edge) * (edge - centre) > 0
+        faces.append(np.where(beyond, np.clip(depth, rim, floor), np.inf))
+    walls = np.min(faces, axis=0)
+    depth = np.where(np.isfinite(walls), walls, observation.depth).astype(np.float32)
+    scene = HeightMap.from_observation(Observation(depth, intrinsics, roi=observation.roi), 0.00375)
+    parts = scene.parts()
+    assert len(parts) == 2
+    for mask, height in zip(parts, (0.03, 0.03)):
+        assert abs(scene.heights[mask].max() - height) < 0.003 and mask.sum() * 0.00375**2 < 0.0035
+
+
 def test_planner_keeps_the_closing_fingers_off_the_neighbouring_part():
     """Two boxes 10 mm apart: fingers closing on one must pass over the other (the net sees one part alone)."""
     torch.manual_seed(0)
@@ -152,3 +177,23 @@ def test_the_hand_on_the_arm_holds_its_fingers_open(hand_cell_config):
         joints = [joint for finger in robot.hand_joints for joint in finger]
         angles = [state[0] for state in pybullet.getJointStates(robot.body, joints, physicsClientId=world.client)]
         assert np.allclose(angles, HandGeometry().open * 3, atol=0.02)
+
+
+def test_a_transit_that_would_swing_the_hand_through_a_wall_is_unreachable(hand_cell_config):
+    """Turned half a revolution from the other grasps here, the UR5's joint-space line from home to the
+    pre-grasp swings the hand down through the bin's wall: the pick is refused before anything moves."""
+    with SimWorld(hand_cell_config, np.random.default_rng(0)) as world:
+        robot = world.load_robot()
+        T_world_place = world.T_world_place()
+        position = (-0.1, 0.0, world.bin_floor_z + 0.07)
+        turned = Transform(rotation_about_axis([0, 0, 1], math.pi) @ DOWN, position)
+        refused = plan_pick(robot, turned, T_world_place, hand_cell_config, (world.bin_id,))
+        assert isinstance(refused, str) and "transit" in refused
+        unchecked = plan_pick(robot, turned, T_world_place, hand_cell_config)  # the same without the bin
+        assert not isinstance(unchecked, str)
+        assert not robot.path_clear(robot.home_q, unchecked.q_pregrasp, (world.bin_id,))
+        assert np.allclose(robot.joint_positions(), robot.home_q)  # the check leaves the arm where it was
+        straight = plan_pick(robot, Transform(DOWN, position), T_world_place, hand_cell_config, (world.bin_id,))
+        assert not isinstance(straight, str)
+        result = execute_pick(world, turned)
+        assert result.outcome is Outcome.UNREACHABLE, result.message

@@ -129,3 +129,22 @@ def test_an_interrupted_attempt_is_still_logged(tmp_path):
     assert len(records) == 1 and records[0].outcome is Outcome.DRIVER_ERROR
     assert "interrupted" in records[0].message and "plan" in records[0].message
     assert records[0].grasp is not None
+
+
+class RankedCell(ScriptedCell):
+    """Plans three grasps, best first."""
+
+    def plan(self, capture):
+        return [Grasp.from_approach([x, 0, 0.7], [0, 0, 1], "suction", quality, model="scripted")
+                for x, quality in ((0.0, 0.9), (0.1, 0.8), (0.2, 0.7))]
+
+
+def test_an_unreachable_grasp_gives_way_to_the_next_in_the_same_attempt(tmp_path):
+    U, S = Outcome.UNREACHABLE, Outcome.SUCCESS
+    cell = RankedCell(parts=2, outcomes=[U, S, U, U, U, S])
+    reason, records = run(cell, tmp_path)
+    assert reason == "bin empty" and [r.outcome for r in records] == [S, U, S]
+    assert records[0].grasp["position"][0] == pytest.approx(0.1)
+    assert "1 better-ranked grasp unreachable" in records[0].message
+    assert records[1].grasp["position"][0] == pytest.approx(0.2)  # all three tried, all unreachable: one attempt
+    assert records[0].phase_durations["approach"] == pytest.approx(0.2)  # both picks' time

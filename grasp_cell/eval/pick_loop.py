@@ -16,6 +16,8 @@ from grasp_cell.core.pick import PickResult
 from grasp_cell.drivers.base import Capture, DriverError
 from grasp_cell.eval.attempt_log import AttemptLog, AttemptRecord, grasp_to_dict
 
+MAX_GRASPS_TRIED = 3  # of a plan's ranked grasps, while the better ones are unreachable
+
 
 class PlanningError(RuntimeError):
     """The planner rejected the input or failed; the message says why."""
@@ -133,11 +135,17 @@ class PickUntilEmpty:
             record.parts_after = record.parts_before
             return finish(Outcome.NO_GRASP, "the model found no grasp above its threshold")
 
-        grasp = grasps[0]
-        record.grasp = grasp_to_dict(grasp)
-        result = self.cell.pick(grasp)
-        record.phase_durations.update(result.phase_durations)
+        # an unreachable grasp moved nothing (no IK solution or clear path): the next one is tried instead of
+        # planning the unchanged scene again, which would offer the same grasp
+        for tried, grasp in enumerate(grasps[:MAX_GRASPS_TRIED]):
+            record.grasp = grasp_to_dict(grasp)
+            result = self.cell.pick(grasp)
+            for phase, seconds in result.phase_durations.items():
+                record.phase_durations[phase] = record.phase_durations.get(phase, 0.0) + seconds
+            if result.outcome is not Outcome.UNREACHABLE:
+                break
         record.parts_removed = result.parts_removed
         if record.parts_before >= 0:
             record.parts_after = max(record.parts_before - result.parts_removed, 0)
-        return finish(result.outcome, result.message)
+        skipped = f"{tried} better-ranked grasp{'s' if tried > 1 else ''} unreachable; " if tried else ""
+        return finish(result.outcome, skipped + result.message)

@@ -101,6 +101,10 @@ class HeightMap:
         y = parallel.y0 + np.arange(heights.shape[0]) * cell
         inside = ((y >= y_min) & (y <= y_max))[:, None] & ((x >= x_min) & (x <= x_max))[None, :]
         rim = heights[~inside]
+        # the walls' inner faces fall on the cells along the floor's edges: taken for floor, they were parts
+        # (strips the length of a wall, or merged with a part lying against one)
+        inside &= (((y > y_min + cell) & (y < y_max - cell))[:, None]
+                   & ((x > x_min + cell) & (x < x_max - cell))[None, :])
         wall_top = float(np.percentile(rim[rim > MIN_HEIGHT], 90)) if np.any(rim > MIN_HEIGHT) else math.inf
         return cls(heights * inside, parallel.x0, parallel.y0, cell, floor, walls, wall_top)
 

@@ -12,7 +12,8 @@ Outcome rules (thresholds in ``OutcomeConfig``), checked in this order:
 
 - UNREACHABLE: no IK solution inside the joint limits (verified by forward kinematics within
   ``motion.ik_*_tolerance``) for the pre-grasp, any approach or lift waypoint, or the place pose, for
-  every allowed rotation about the approach axis (suction: 4 x 90 deg, jaw: 2 x 180 deg).
+  every allowed rotation about the approach axis (suction: 4 x 90 deg, jaw: 2 x 180 deg), or no transit
+  from home to the pre-grasp that keeps clear of the bin (``RobotTwin.path_clear``).
 - COLLISION: while moving from home to the grasp (checked at 60 Hz), any arm or gripper link touches the
   bin, the table or the tray with a normal force above ``collision_force`` or a penetration deeper than
   ``collision_penetration`` (the arm stops there; being stiff, any real contact exceeds 10 N), or, at the
@@ -143,7 +144,7 @@ class _Pick:
 
     # --- the sequence ----------------------------------------------------------------------------------
     def run(self, T_world_grasp: Transform, width: float, T_world_place: Transform) -> None:
-        plan = plan_pick(self.robot, T_world_grasp, T_world_place, self.world.config)
+        plan = plan_pick(self.robot, T_world_grasp, T_world_place, self.world.config, (self.world.bin_id,))
         if isinstance(plan, str):
             raise _Abort(Outcome.UNREACHABLE, plan)
         target = self._target_part(plan)
@@ -349,8 +350,11 @@ class _Pick:
                 raise _Abort(Outcome.DROPPED, "the part slipped out of the fingers")
 
 
-def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transform, config) -> PickPlan | str:
-    """Joint paths for the pick, or a sentence saying why it is unreachable."""
+def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transform, config,
+              obstacles: tuple[int, ...] = ()) -> PickPlan | str:
+    """Joint paths for the pick, or a sentence saying why it is unreachable. The transit from home to the
+    pre-grasp is a straight line in joint space that must keep clear of ``obstacles`` (the bin: a wrist
+    turning half a revolution on the way swings the gripper through a wall)."""
     motion = config.motion
     # the symmetries of the grasp about its approach axis (the hand has none: finger a faces fingers b and c)
     yaws = {GripperKind.SUCTION: (0.0, math.pi / 2, -math.pi / 2, math.pi), GripperKind.PARALLEL: (0.0, math.pi),
@@ -373,6 +377,9 @@ def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transfo
         if approach_path is None:
             reasons.append("approach")
             continue
+        if not robot.path_clear(robot.home_q, q_pre, obstacles):
+            reasons.append("transit")
+            continue
         T_pressed = Transform(T_grasp.rotation, T_grasp.translation + approach * press)
         lift_path = _straight(ik, approach_path[-1], T_pressed, np.array([0.0, 0.0, 1.0]), motion.lift_height)
         if lift_path is None:
@@ -390,7 +397,8 @@ def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transfo
             continue
         return PickPlan(q_pre, approach_path, lift_path, q_place, T_grasp)
     where = ", ".join(sorted(set(reasons)))
-    return f"no IK solution inside the joint limits ({where}) at {np.round(T_world_grasp.translation, 3).tolist()}"
+    return f"no IK solution inside the joint limits or clear path ({where}) at " \
+           f"{np.round(T_world_grasp.translation, 3).tolist()}"
 
 
 def _straight(ik, q_start, T_start: Transform, direction, length: float) -> list[np.ndarray] | None:

@@ -43,6 +43,8 @@ BELLOWS_JOINT = "suction_bellows_joint"
 FINGER_JOINTS = ("jaw_left_joint", "jaw_right_joint")
 FINGER_LINKS = ("jaw_left_finger", "jaw_right_finger")
 CUP_RADIUS = 0.005  # [m] as in suction_cup.urdf
+TRANSIT_CHECK_STEP = 0.05  # [rad] of the largest joint move between a transit's kinematic collision checks
+TRANSIT_MARGIN = 0.01  # [m] a transit keeps the arm and gripper this far from the bin
 MAX_OPENING = 0.085  # [m] between the pads, twice the finger joints' upper limit in parallel_jaw.urdf
 
 
@@ -333,6 +335,23 @@ class RobotTwin:
     def joint_positions(self) -> np.ndarray:
         states = pybullet.getJointStates(self.body, self.arm_joints, physicsClientId=self.client)
         return np.array([state[0] for state in states])
+
+    def path_clear(self, q_from, q_to, obstacles, step: float = TRANSIT_CHECK_STEP,
+                   margin: float = TRANSIT_MARGIN) -> bool:
+        """Whether the straight joint-space line from ``q_from`` to ``q_to`` keeps every link ``margin`` [m]
+        from the bodies ``obstacles``: checked kinematically every ``step`` [rad] of the largest joint move,
+        without a physics step; the arm is left at ``q_from``."""
+        q_from, q_to = np.asarray(q_from, dtype=float), np.asarray(q_to, dtype=float)
+        count = max(1, math.ceil(float(np.max(np.abs(q_to - q_from))) / step))
+        try:
+            for s in np.linspace(0.0, 1.0, count + 1):
+                self.set_joints(q_from + s * (q_to - q_from))
+                for obstacle in obstacles:
+                    if pybullet.getClosestPoints(self.body, obstacle, margin, physicsClientId=self.client):
+                        return False
+            return True
+        finally:
+            self.set_joints(q_from)
 
     def set_joints(self, q, velocities=None) -> None:
         """Teleport the arm joints (no physics step); velocities [rad/s] keep contacts consistent while moving."""
