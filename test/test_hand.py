@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pybullet
 import pytest
+import torch
 
 from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.sim.floating_hand import FloatingHand, GraspLabel, random_rotation
@@ -250,3 +251,39 @@ def test_grasp_frame_inputs_follow_the_tcp_and_the_closing_direction():
     assert rows.min() >= pixels // 2 - 1  # ...from the centre (under the tcp) on
     assert torch.allclose(rotation, torch.tensor(rotation_about_axis([0, 0, 1], -math.pi / 2)).float()[None],
                           atol=1e-6)
+
+
+def test_symmetric_views_turn_the_image_and_the_pose_together(hand):
+    """A quarter turn of the view is the lab's own image of the object turned a quarter about the vertical,
+    with the grasp carried along; in every one of the 8 views a raised pixel stays under the same point of the
+    pose, and the hand's frame stays a rotation with its approach carried along."""
+    from grasp_cell.learn.hand_data import IMAGE_CELL, IMAGE_PIXELS
+    from grasp_cell.learn.train_hand_quality import symmetric_views
+
+    hand.set_object(PartSpec("box", (0.08, 0.05, 0.03), 0.1))  # tilted by R0: no symmetry of its own
+    R0 = rotation_about_axis([1.0, 0.2, 0.0], 0.7)
+    quarter = rotation_about_axis([0.0, 0.0, 1.0], math.pi / 2)
+    heights, T_img_obj = hand.top_down_heights(R0, IMAGE_PIXELS, IMAGE_CELL)
+    turned, T_turned_obj = hand.top_down_heights(quarter @ R0, IMAGE_PIXELS, IMAGE_CELL)
+    T_img_tcp = T_img_obj * Transform(random_rotation(np.random.default_rng(0)), (0.01, -0.02, 0.03))
+    image, position, rotation = symmetric_views(torch.from_numpy(heights)[None, None],
+                                                torch.tensor(T_img_tcp.translation[None], dtype=torch.float32),
+                                                torch.tensor(T_img_tcp.rotation[None], dtype=torch.float32),
+                                                np.array([1]), np.array([False]))
+    assert np.abs(image[0, 0].numpy() - turned).max() < 1e-4 and turned.max() > 0.01
+    T_turned_tcp = T_turned_obj * T_img_obj.inverse() * T_img_tcp
+    assert np.allclose(position[0].numpy(), T_turned_tcp.translation, atol=1e-6)
+    assert np.allclose(rotation[0].numpy(), T_turned_tcp.rotation, atol=1e-6)
+
+    centres = (np.arange(IMAGE_PIXELS) - 0.5 * (IMAGE_PIXELS - 1)) * IMAGE_CELL
+    raised = torch.zeros(8, 1, IMAGE_PIXELS, IMAGE_PIXELS)
+    raised[:, 0, 10, 50] = 0.02  # row 10 lies at y = centres[10], column 50 at x = centres[50]
+    positions = torch.tensor([[centres[50], centres[10], 0.05]]).repeat(8, 1)
+    rotations = torch.from_numpy(random_rotation(np.random.default_rng(1))).float().repeat(8, 1, 1)
+    turns, mirrored = np.arange(8) % 4, np.arange(8) >= 4
+    images, positions, rotations = symmetric_views(raised, positions, rotations, turns, mirrored)
+    for view in range(8):
+        row, col = np.argwhere(images[view, 0].numpy() > 0.01)[0]
+        assert np.allclose(positions[view, :2].numpy(), (centres[col], centres[row]), atol=1e-6)
+        assert np.isclose(float(torch.linalg.det(rotations[view])), 1.0, atol=1e-5)
+    assert np.allclose(rotations[:, 2, 2].numpy(), rotations[0, 2, 2].item(), atol=1e-6)  # the approach's tilt

@@ -49,6 +49,33 @@ TEST_IMAGES = 2  # of each seen object's images (seed: 100 of 1 000)
 ROBUST, FAILED, COLLIDING = (LABELS.index(name) for name in ("robust", "failed", "colliding"))
 
 
+def symmetric_views(heights: torch.Tensor, positions: torch.Tensor, rotations: torch.Tensor,
+                    quarter_turns: np.ndarray, mirrored: np.ndarray):
+    """The same grasps seen mirrored (where ``mirrored``: x to -x in the image frame) then turned by
+    ``quarter_turns`` x 90 degrees about the image's z: heights (B, 1, P, P), positions (B, 3), rotations
+    (B, 3, 3). Both map the square image grid (centred between pixels) onto itself exactly, and a mirrored
+    world holds the same grasp of the mirrored object, as the hand is its own mirror image across its y-z
+    plane (finger a on it, b and c either side): the mirrored hand frame is turned back into a rotation by
+    mirroring its x axis too."""
+    heights, positions, rotations = heights.clone(), positions.clone(), rotations.clone()
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
+    quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # (x, y) -> (-y, x)
+    for flip in (False, True):
+        for turns in range(4):
+            rows = torch.from_numpy(np.nonzero((mirrored == flip) & (quarter_turns % 4 == turns))[0])
+            if not len(rows):
+                continue
+            image = heights[rows].flip(-1) if flip else heights[rows]  # row i is y_i, column j is x_j
+            for _ in range(turns):
+                image = image.transpose(-2, -1).flip(-1)  # new (i, j) = old (P - 1 - j, i)
+            turn = torch.linalg.matrix_power(quarter, turns)
+            G = turn @ mirror if flip else turn
+            heights[rows] = image
+            positions[rows] = positions[rows] @ G.T.to(positions.dtype)
+            rotations[rows] = (G @ rotations[rows].to(G.dtype) @ (mirror if flip else torch.eye(3))).to(rotations.dtype)
+    return heights, positions, rotations
+
+
 def _matrices(rows: np.ndarray) -> np.ndarray:
     """(N, 7) position + quaternion rows -> (N, 4, 4) homogeneous matrices."""
     out = np.tile(np.eye(4), (len(rows), 1, 1))
@@ -187,6 +214,7 @@ class TrainSettings:
     channels: int = 32
     target: str = "quality"  # what the net learns (grasp_cell.models.hand_quality_net.TARGETS)
     schedule: str = "constant"  # the learning rate over the run: constant, or cosine down to 0
+    symmetries: bool = False  # each training example seen in a random one of the 8 symmetric views
     seed: int = 0
 
 
@@ -218,6 +246,8 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
         for first in range(0, len(order), settings.batch):
             rows = order[first:first + settings.batch]
             *inputs, targets = data.batch(rows, rng.integers(0, train_images, len(rows)), settings.target)
+            if settings.symmetries:
+                inputs = symmetric_views(*inputs, rng.integers(0, 4, len(rows)), rng.random(len(rows)) < 0.5)
             loss = loss_of(net(*inputs), targets, settings.target)
             optimiser.zero_grad()
             loss.backward()
@@ -254,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     parser.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning rate: constant, "
                         "or cosine decay to 0 over the run")
+    parser.add_argument("--symmetries", action="store_true", help="train on each example in a random one of its 8 "
+                        "symmetric views (quarter turns about the vertical, mirrored or not)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("models"))
@@ -263,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = TrainSettings(rotation=args.rotation, frame=args.frame, model_free=args.model_free, target=args.target,
-                             epochs=args.epochs, schedule=args.schedule, seed=args.seed)
+                             epochs=args.epochs, schedule=args.schedule, symmetries=args.symmetries, seed=args.seed)
     data = HandGrasps.load(args.data)
     name = args.name or weights_name(settings)
     run_dir = args.runs / name
@@ -285,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--rotation {args.rotation} --frame {args.frame}" + (" --model-free" if args.model_free else "")
         + (f" --target {args.target}" if args.target != "quality" else "")
         + f" --epochs {args.epochs}" + (f" --schedule {args.schedule}" if args.schedule != "constant" else "")
+        + (" --symmetries" if args.symmetries else "")
         + (f" --name {args.name}" if args.name else ""),
         "data": {"folders": [str(folder) for folder in args.data], "object_shards": int(len(data.objects)),
                  "grasps": counts,

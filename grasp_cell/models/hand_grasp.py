@@ -58,15 +58,16 @@ YAWS = 8  # candidate yaws, 45 degrees apart (the hand has no symmetry about its
 TILT = math.radians(15.0)  # candidates also lean this far towards four sides
 SHIFTS = (-0.015, 0.0, 0.015)  # [m] candidates over the part's middle and either side along the closing direction
 REFINED = 8  # the best candidates by the net are refined by BFGS
+SHORTLIST = 48  # the best candidates by the net checked for closing on a neighbour, best first
 CLEARANCE = 0.005  # [m] the open hand keeps this far above what the camera sees and inside the walls
 APPROACH_CHECK = 0.15  # [m] the open hand keeps clear this far back along its approach too (the motion
 # node's pre-grasp distance, motion.pregrasp_distance of config/sim_hand_cell.yaml), as the walls stand taller
 # than the grasps
-APPROACH_STEP = 0.025  # [m] the approach is checked this far apart: a tilted approach that starts over a wall's
+APPROACH_STEP = 0.05  # [m] the approach is checked this far apart: a tilted approach that starts over a wall's
 # rim and ends inside the bin passes through the wall between its ends
 MAX_TILT = math.radians(30.0)  # approach from straight down
 PENALTY = 1e4  # per m^2 of violation (a 1 cm violation outweighs a logit of 1)
-MAX_ITERATIONS = 15
+MAX_ITERATIONS = 8
 WEIGHTS_NAME = re.compile(r"^hand_quality$")
 
 
@@ -242,9 +243,9 @@ class HandPoseSearch:
         in POSITION_SCALE units and a rotation vector applied to the candidate's rotation."""
         return self.positions + POSITION_SCALE * x[:, :3], self.rotations @ rotation_vector_matrices(x[:, 3:])
 
-    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def terms(self, x: torch.Tensor, neighbours: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N,) logits, (N,) penalties [m^2] and (N,) the deepest of the hand's violations [m] of the poses at
-        ``x``."""
+        ``x``; without ``neighbours``, the closing fingers are not checked against the other parts."""
         positions, rotations = self._poses(x)
         logits = self.net.pose_logits(self.features, positions.float(), rotations.float()).double()
         points = self._outline_in_camera(self.R_cam_img, self.t_cam_img, positions, rotations)
@@ -256,19 +257,25 @@ class HandPoseSearch:
         walls = walls * (height < self.scene.wall_top + CLEARANCE)  # over the rim the hand may reach out
         # the approach's tilt from the image's -z beyond MAX_TILT, as a cosine (acos has no gradient at 0)
         tilt = torch.relu(math.cos(MAX_TILT) + rotations[:, 2, 2])
-        neighbours = self.neighbour_violations(positions, rotations)
-        penalties = (above**2 + walls**2).sum(dim=1) + (neighbours**2).sum(dim=1) + (POSITION_SCALE * tilt) ** 2
-        return logits, penalties, torch.maximum(torch.maximum(above, walls).amax(dim=1), neighbours.amax(dim=1))
+        penalties = (above**2 + walls**2).sum(dim=1) + (POSITION_SCALE * tilt) ** 2
+        violations = torch.maximum(above, walls).amax(dim=1)
+        if neighbours:
+            on_neighbours = self.neighbour_violations(positions, rotations)
+            penalties = penalties + (on_neighbours**2).sum(dim=1)
+            violations = torch.maximum(violations, on_neighbours.amax(dim=1))
+        return logits, penalties, violations
 
     def optimise(self) -> tuple[list[Transform], np.ndarray, np.ndarray]:
         """BFGS on all candidates at once (one objective, the sum of theirs: they do not interact). Returns the
         optimised ``T_cam_tcp``, their logits, and whether each keeps clear: the penalty leaves violations of
-        a few millimetres, so each pose is then raised along the image's z by its deepest one."""
+        a few millimetres, so each pose is then raised along the image's z by its deepest one. The closing
+        fingers are kept off the other parts by the choice of candidates and checked at the end, not in the
+        objective (it would double the time of an evaluation)."""
         count = len(self)
 
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
             x = torch.tensor(flat.reshape(count, 6), requires_grad=True)
-            logits, penalties, _ = self.terms(x)
+            logits, penalties, _ = self.terms(x, neighbours=False)
             value = (-logits + PENALTY * penalties).sum()
             value.backward()
             return float(value.detach()), x.grad.numpy().ravel()
@@ -334,12 +341,14 @@ class HandQualityModel(GraspModel):
         search = HandPoseSearch(self.net, scene, self.outline, self.closing)
         for mask in scene.parts()[:MAX_PARTS]:
             search.add_part(mask, self.pixels)
-        with torch.no_grad():  # candidates whose fingers would close on a neighbour too are not refined
-            free = search.neighbour_violations(search.positions, search.rotations).amax(dim=1) <= CLEARANCE / 2
-        search.keep(torch.nonzero(free)[:, 0])
         if not len(search):
             return []
-        search.keep(torch.argsort(search.logits(), descending=True)[:max(REFINED, 1)])
+        search.keep(torch.argsort(search.logits(), descending=True)[:SHORTLIST])
+        with torch.no_grad():  # candidates whose fingers would close on a neighbour too are not refined
+            free = search.neighbour_violations(search.positions, search.rotations).amax(dim=1) <= CLEARANCE / 2
+        search.keep(torch.nonzero(free)[:REFINED, 0])
+        if not len(search):
+            return []
         poses, logits, clear = search.optimise()
         grasps = [
             Grasp(T_cam_tcp, GripperKind.THREE_FINGER, float(1 / (1 + math.exp(-logit))), model=self.name)
