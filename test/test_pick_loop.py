@@ -1,5 +1,6 @@
 """The pick-until-empty loop, attempt log and metrics, on a scripted cell (no ROS, no physics)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -148,3 +149,16 @@ def test_an_unreachable_grasp_gives_way_to_the_next_in_the_same_attempt(tmp_path
     assert "1 better-ranked grasp unreachable" in records[0].message
     assert records[1].grasp["position"][0] == pytest.approx(0.2)  # all three tried, all unreachable: one attempt
     assert records[0].phase_durations["approach"] == pytest.approx(0.2)  # both picks' time
+
+
+def test_a_grasp_an_exploring_selection_chose_is_tried_alone(tmp_path):
+    """Learning records say how their grasp was chosen: an unreachable exploring choice is not replaced."""
+
+    class ExploringCell(RankedCell):
+        def plan(self, capture):
+            first, *rest = super().plan(capture)
+            return [dataclasses.replace(first, selection="random"), *rest]
+
+    U, S = Outcome.UNREACHABLE, Outcome.SUCCESS
+    reason, records = run(ExploringCell(parts=1, outcomes=[U, S]), tmp_path)
+    assert [r.outcome for r in records] == [U, S] and all(r.grasp["selection"] == "random" for r in records)

@@ -136,8 +136,10 @@ class PickUntilEmpty:
             return finish(Outcome.NO_GRASP, "the model found no grasp above its threshold")
 
         # an unreachable grasp moved nothing (no IK solution or clear path): the next one is tried instead of
-        # planning the unchanged scene again, which would offer the same grasp
-        for tried, grasp in enumerate(grasps[:MAX_GRASPS_TRIED]):
+        # planning the unchanged scene again, which would offer the same grasp; not when the first was chosen
+        # by an exploring selection (learning mode), whose records must say how their grasp was chosen
+        tries = grasps[:MAX_GRASPS_TRIED] if not grasps[0].selection else grasps[:1]
+        for tried, grasp in enumerate(tries):
             record.grasp = grasp_to_dict(grasp)
             result = self.cell.pick(grasp)
             for phase, seconds in result.phase_durations.items():
