@@ -7,13 +7,15 @@
    object). Its frame ``T_cam_img``: x along the camera's x, y against the camera's y, z up from the floor.
 3. Start poses: the hand straight down over the part's middle at ``YAWS`` turns, its fingertips just clear
    of the floor (seed 004 starts from given poses; here they come from the depth image alone).
-4. BFGS (SciPy) on the best start poses at once maximises the net's logit (trained with colliding
-   negatives, the seed's model-free variant: no object model in a cell) minus a penalty that keeps the open
-   hand's outline (``HandGeometry.open_points``) above every surface seen in the depth image, inside the
-   bin's walls, the closing fingers (``HandGeometry.closing_points``) above every other part (the net sees
-   its part alone: fingers that close on two parts hold neither), and its approach within ``MAX_TILT`` of
-   straight down (reachable, and as the camera sees it).
-5. Every optimised pose that keeps clear is a grasp, quality the net's success probability; best first.
+4. Of the net's best start poses, those whose closing fingers (``HandGeometry.closing_points``) would pass
+   through another part are dropped (the net sees its part alone: fingers that close on two parts hold
+   neither). BFGS (SciPy) on the rest at once maximises the net's logit (trained with colliding negatives,
+   the seed's model-free variant: no object model in a cell) minus a penalty that keeps the open hand's
+   outline (``HandGeometry.open_points``) above every surface seen in the depth image and inside the bin's
+   walls along its whole approach, and its approach within ``MAX_TILT`` of straight down (reachable, and as
+   the camera sees it).
+5. Every optimised pose that keeps clear (its closing fingers off the other parts too) is a grasp, quality
+   the net's success probability; best first.
 
 Served by name: ``hand_quality`` from ``models/hand_quality.pt`` (trained by
 ``grasp_cell.learn.train_hand_quality --model-free``).
