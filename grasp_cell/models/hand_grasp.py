@@ -137,24 +137,16 @@ class HeightMap:
                   self.y0 + (first_row + 0.5 * (pixels - 1)) * self.cell, self.floor)
         return image, Transform(np.diag([1.0, -1.0, -1.0]), centre)
 
-    def surface(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Heights [m] at camera ``x``, ``y`` (bilinear, differentiable; 0 beyond the map)."""
-        rows, cols = self.heights.shape
-        grid = torch.stack([2 * (x - self.x0) / (self.cell * (cols - 1)) - 1,
-                            2 * (y - self.y0) / (self.cell * (rows - 1)) - 1], dim=-1)
-        image = torch.from_numpy(self.heights)[None, None].to(x.dtype)
-        return torch.nn.functional.grid_sample(image, grid.reshape(1, 1, -1, 2), align_corners=True).reshape(x.shape)
-
     def surfaces(self, maps: torch.Tensor, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Heights [m] at camera ``x``, ``y`` (N, M) on map ``index[n]`` of ``maps`` (P, rows, cols) on this
-        map's grid (bilinear, differentiable in x, y; 0 beyond the grid)."""
+        """Heights [m] at camera ``x``, ``y`` (N, M) on map ``index[n]`` of ``maps`` (P, rows, cols) laid on this
+        map's grid, e.g. ``heights`` itself (bilinear, differentiable in x, y; 0 beyond the grid)."""
         rows, cols = self.heights.shape
         u, v = (x - self.x0) / self.cell, (y - self.y0) / self.cell
         inside = (u >= 0) & (u <= cols - 1) & (v >= 0) & (v <= rows - 1)
         u0 = u.detach().floor().clamp(0, cols - 2).long()
         v0 = v.detach().floor().clamp(0, rows - 2).long()
         du, dv = (u - u0).clamp(0, 1), (v - v0).clamp(0, 1)
-        flat = maps.reshape(-1).to(x.dtype)
+        flat = maps.reshape(-1)
         corner = index[:, None] * (rows * cols) + v0 * cols + u0
         value = ((1 - dv) * ((1 - du) * flat[corner] + du * flat[corner + 1])
                  + dv * ((1 - du) * flat[corner + cols] + du * flat[corner + cols + 1]))
@@ -174,8 +166,9 @@ class HandPoseSearch:
         backs = np.linspace(0.0, APPROACH_CHECK, round(APPROACH_CHECK / APPROACH_STEP) + 1)
         self.approach = torch.cat([self.outline - torch.tensor([0.0, 0.0, back]) for back in backs])
         self.closing = torch.from_numpy(closing)  # (K, 3) the fingers on their way closed, in the tcp frame
-        self.others = torch.zeros((0,) + scene.heights.shape)  # per part: the heights of everything else
-        self.part = torch.zeros(0, dtype=torch.long)  # per candidate: its part's index into others
+        # map 0: everything the camera sees; map 1 + k: everything but part k
+        self.maps = torch.from_numpy(scene.heights.astype(np.float64))[None]
+        self.part = torch.zeros(0, dtype=torch.long)  # per candidate: its part's map, 1 + k
         self.features = torch.zeros((0, 0))  # (N, F) per candidate: its image's convolution features
         self.R_cam_img = torch.zeros((0, 3, 3), dtype=torch.float64)
         self.t_cam_img = torch.zeros((0, 3), dtype=torch.float64)
@@ -202,9 +195,8 @@ class HandPoseSearch:
         R_cam_img = torch.from_numpy(T_cam_img.rotation).expand(count, 3, 3)
         t_cam_img = torch.from_numpy(T_cam_img.translation).expand(count, 3)
         positions[:, 2] = self._clear_heights(R_cam_img, t_cam_img, positions, rotations)
-        self.part = torch.cat([self.part, torch.full((count,), len(self.others), dtype=torch.long)])
-        others = torch.from_numpy(np.where(mask, 0.0, self.scene.heights).astype(np.float32))
-        self.others = torch.cat([self.others, others[None]])
+        self.part = torch.cat([self.part, torch.full((count,), len(self.maps), dtype=torch.long)])
+        self.maps = torch.cat([self.maps, torch.where(torch.from_numpy(mask), 0.0, self.maps[0])[None]])
         self.features = torch.cat([self.features.reshape(-1, features.numel()), features.expand(count, -1)])
         self.R_cam_img = torch.cat([self.R_cam_img, R_cam_img])
         self.t_cam_img = torch.cat([self.t_cam_img, t_cam_img])
@@ -220,7 +212,7 @@ class HandPoseSearch:
         """(N, K) how far [m] each closing finger point lies below CLEARANCE above the other parts."""
         points = _in_camera(self.closing, self.R_cam_img, self.t_cam_img, positions, rotations)
         heights = self.scene.floor - points[..., 2]
-        others = self.scene.surfaces(self.others, self.part, points[..., 0], points[..., 1])
+        others = self.scene.surfaces(self.maps, self.part, points[..., 0], points[..., 1])
         return torch.relu(others + CLEARANCE - heights) * (others > MIN_HEIGHT)
 
     def _clear_heights(self, R_cam_img, t_cam_img, positions, rotations) -> torch.Tensor:
@@ -230,7 +222,12 @@ class HandPoseSearch:
         at_floor[:, 2] = 0.0
         points = self._outline_in_camera(R_cam_img, t_cam_img, at_floor, rotations)
         heights = self.scene.floor - points[..., 2]
-        return (self.scene.surface(points[..., 0], points[..., 1]) + CLEARANCE - heights).amax(dim=1)
+        return (self._seen(points) + CLEARANCE - heights).amax(dim=1)
+
+    def _seen(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, M) heights [m] of everything the camera sees under camera-frame ``points`` (N, M, 3)."""
+        scene = torch.zeros(len(points), dtype=torch.long)
+        return self.scene.surfaces(self.maps, scene, points[..., 0], points[..., 1])
 
     def logits(self) -> torch.Tensor:
         with torch.no_grad():
@@ -252,7 +249,7 @@ class HandPoseSearch:
         logits = self.net.pose_logits(self.features, positions.float(), rotations.float()).double()
         points = self._outline_in_camera(self.R_cam_img, self.t_cam_img, positions, rotations)
         height = self.scene.floor - points[..., 2]
-        above = torch.relu(self.scene.surface(points[..., 0], points[..., 1]) + CLEARANCE - height)
+        above = torch.relu(self._seen(points) + CLEARANCE - height)
         x_min, x_max, y_min, y_max = self.scene.floor_box
         walls = (torch.relu(x_min + CLEARANCE - points[..., 0]) + torch.relu(points[..., 0] - x_max + CLEARANCE)
                  + torch.relu(y_min + CLEARANCE - points[..., 1]) + torch.relu(points[..., 1] - y_max + CLEARANCE))

@@ -341,6 +341,8 @@ class RobotTwin:
         """Whether the straight joint-space line from ``q_from`` to ``q_to`` keeps every link ``margin`` [m]
         from the bodies ``obstacles``: checked kinematically every ``step`` [rad] of the largest joint move,
         without a physics step; the arm is left at ``q_from``."""
+        if not obstacles:
+            return True
         q_from, q_to = np.asarray(q_from, dtype=float), np.asarray(q_to, dtype=float)
         count = max(1, math.ceil(float(np.max(np.abs(q_to - q_from))) / step))
         try:
