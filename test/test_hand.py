@@ -6,6 +6,7 @@ import numpy as np
 import pybullet
 import pytest
 import torch
+import yaml
 
 from grasp_cell.core.transform import Transform, rotation_about_axis
 from grasp_cell.sim.floating_hand import FloatingHand, GraspLabel, random_rotation
@@ -165,6 +166,29 @@ def test_training_steps_and_optimiser_gradients(hand_data):
     end, summary = optimise(objective)  # model-free: the logit alone, which BFGS can only raise
     assert summary["end_logit"] >= summary["start_logit"] - 1e-6
     assert np.allclose(objective.pose(np.zeros(6)).as_matrix(), T_img_start.as_matrix())
+
+
+def test_batch_norm_grasp_frame_net_trains_saves_and_loads_the_same(hand_data, tmp_path):
+    """The trainer's command writes a batch-normalised grasp-frame net whose normalisation learnt running
+    statistics, and ``load_quality_net`` rebuilds it to give the same logits."""
+    from grasp_cell.learn.train_hand_quality import HandGrasps, main
+    from grasp_cell.models.hand_quality_net import load_quality_net
+
+    assert main(["--data", str(hand_data), "--frame", "grasp", "--batch-norm", "--epochs", "1", "--threads", "1",
+                 "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
+    weights = tmp_path / "hand_quality_6d_grasp_bn.pt"
+    net = load_quality_net(weights)
+    norms = [m for m in net.convolutions if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4 and all(int(m.num_batches_tracked) > 0 for m in norms)
+    assert not torch.allclose(norms[0].running_mean, torch.zeros_like(norms[0].running_mean))
+    data = HandGrasps.load(hand_data)
+    rows = np.arange(6)
+    inputs = data.batch(rows, data.image[rows])[:3]
+    again = load_quality_net(weights)
+    with torch.no_grad():
+        assert torch.equal(net(*inputs), again(*inputs))
+        assert not torch.allclose(net(*inputs), net(*inputs[:1], inputs[1] + 0.01, inputs[2]))
+    assert yaml.safe_load(weights.with_suffix(".yaml").read_text())["trained_by"].endswith("--batch-norm")
 
 
 def test_clearance_net_learns_distances_and_its_barrier_enters_the_objective(hand_data):
