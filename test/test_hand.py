@@ -1,5 +1,6 @@
 """The three-finger hand and seed 004's floating grasp lab (real PyBullet, no gravity)."""
 
+import json
 import math
 
 import numpy as np
@@ -189,6 +190,28 @@ def test_batch_norm_grasp_frame_net_trains_saves_and_loads_the_same(hand_data, t
         assert torch.equal(net(*inputs), again(*inputs))
         assert not torch.allclose(net(*inputs), net(*inputs[:1], inputs[1] + 0.01, inputs[2]))
     assert yaml.safe_load(weights.with_suffix(".yaml").read_text())["trained_by"].endswith("--batch-norm")
+
+
+def test_label_noise_reruns_are_deterministic_at_the_same_pose_and_nudged_within_the_scale(hand_data, tmp_path):
+    from grasp_cell.learn.hand_label_noise import SCALES, main, nudged
+
+    rng = np.random.default_rng(0)
+    T = Transform(random_rotation(rng), (0.01, -0.02, 0.03))
+    for shift, turn in SCALES.values():
+        for _ in range(20):
+            moved = nudged(T, shift, turn, rng)
+            assert np.linalg.norm(moved.translation - T.translation) <= shift + 1e-12
+            relative = T.rotation.T @ moved.rotation
+            assert math.acos(np.clip((np.trace(relative) - 1) / 2, -1, 1)) <= turn + 1e-9
+    out = tmp_path / "noise.json"
+    assert main(["--data", str(hand_data), "--per-object", "2", "--perturbations", "1", "--workers", "1",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["poses"] == len(result["records"]) > 0
+    assert result["same_pose"] == 1.0  # the lab is deterministic: the same pose, the same outcome
+    for record in result["records"]:
+        assert record["stored"] in ("robust", "failed") and all(len(record[s]) == 1 for s in SCALES)
+    assert all(0.0 <= result[s] <= 1.0 for s in SCALES)
 
 
 def test_clearance_net_learns_distances_and_its_barrier_enters_the_objective(hand_data):

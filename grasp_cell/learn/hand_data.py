@@ -79,7 +79,7 @@ class ShardCounts:
 def make_object_shard(task: tuple) -> tuple[int, dict[str, int]]:
     """Write object ``index``'s shard; returns (index, label counts)."""
     out, index, seed, counts = task
-    hand = _worker_hand(counts.failure_rule)
+    hand = worker_hand(counts.failure_rule)
     rng = np.random.default_rng([seed, index])
     hand.set_object(object_set(OBJECT_SET)[index])
     rendered = [hand.top_down_heights(random_rotation(rng), IMAGE_PIXELS, IMAGE_CELL) for _ in range(IMAGES_PER_OBJECT)]
@@ -132,7 +132,8 @@ def failure_rule_of(folder: Path) -> str:
 _HAND: FloatingHand | None = None
 
 
-def _worker_hand(failure_rule: str) -> FloatingHand:
+def worker_hand(failure_rule: str) -> FloatingHand:
+    """This process's grasp lab (one PyBullet client per worker, kept between tasks)."""
     global _HAND
     if _HAND is None or _HAND.failure_rule != failure_rule:
         _HAND = FloatingHand(failure_rule=failure_rule)
