@@ -208,7 +208,7 @@ def test_label_noise_reruns_are_deterministic_at_the_same_pose_and_nudged_within
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["poses"] == len(result["records"]) > 0
-    assert result["same_pose"] == 1.0  # the lab is deterministic: the same pose, the same outcome
+    assert result["same_pose"] == 1.0  # the lab repeats itself (399 of 400 poses of data/hand_held)
     for record in result["records"]:
         assert record["stored"] in ("robust", "failed") and all(len(record[s]) == 1 for s in SCALES)
     assert all(0.0 <= result[s] <= 1.0 for s in SCALES)
