@@ -53,7 +53,7 @@ def rerun_object(task: tuple) -> list[dict]:
     for row in rng.permutation(rows)[:per_object]:
         T_obj_tcp = pose_of(shard["T_obj_tcp"][row])
         record = {"object": index, "family": spec.name.rsplit("_", 1)[-1], "stored": LABELS[shard["label"][row]],
-                  "same": hand.trial(T_obj_tcp, rng).label.value}
+                  "same_pose": [hand.trial(T_obj_tcp, rng).label.value]}
         for scale, (shift, turn) in SCALES.items():
             record[scale] = [hand.trial(nudged(T_obj_tcp, shift, turn, rng), rng).label.value
                              for _ in range(perturbations)]
@@ -68,8 +68,7 @@ def held(label: str) -> bool:
 def summary(records: list[dict]) -> dict:
     """Shares of reruns whose held-or-failed outcome agrees with the stored label: overall, per scale, per family."""
     def agreement(rows, key):
-        outcomes = [held(x) == held(r["stored"]) for r in rows for x in
-                    ([r[key]] if isinstance(r[key], str) else r[key])]
+        outcomes = [held(label) == held(r["stored"]) for r in rows for label in r[key]]
         return round(float(np.mean(outcomes)), 4) if outcomes else float("nan")
 
     families = defaultdict(list)
@@ -78,7 +77,7 @@ def summary(records: list[dict]) -> dict:
     return {
         "poses": len(records),
         "held_share": round(float(np.mean([held(r["stored"]) for r in records])), 4) if records else float("nan"),
-        "same_pose": agreement(records, "same"),
+        "same_pose": agreement(records, "same_pose"),
         **{scale: agreement(records, scale) for scale in SCALES},
         "families_1mm_1deg": {family: {"poses": len(rows), "agree": agreement(rows, "1mm_1deg")}
                               for family, rows in sorted(families.items())},

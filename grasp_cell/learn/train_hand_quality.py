@@ -231,8 +231,7 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
     torch.manual_seed(settings.seed)
     torch.set_num_threads(threads)
     splits, rng = drawn or split(data, settings)
-    net = HandQualityNet(settings.rotation, data.images.shape[-1], settings.channels, frame=settings.frame,
-                         cell=cell, target=settings.target, batch_norm=settings.batch_norm)
+    net = HandQualityNet.from_settings(asdict(settings), data.images.shape[-1], cell)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps = settings.epochs * -(-len(splits.train) // settings.batch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps) if settings.schedule == "cosine" else None
@@ -267,10 +266,10 @@ def train(data: HandGrasps, settings: TrainSettings, threads: int = 2, log=print
 
 
 def weights_name(settings: TrainSettings) -> str:
-    frame = ("" if settings.frame == "image" else f"_{settings.frame}") + ("_bn" if settings.batch_norm else "")
+    variant = ("" if settings.frame == "image" else f"_{settings.frame}") + ("_bn" if settings.batch_norm else "")
     if settings.target == "clearance":
-        return f"hand_clearance_{settings.rotation}{frame}"
-    return f"hand_quality_{settings.rotation}{frame}" + ("_free" if settings.model_free else "")
+        return f"hand_clearance_{settings.rotation}{variant}"
+    return f"hand_quality_{settings.rotation}{variant}" + ("_free" if settings.model_free else "")
 
 
 def main(argv: list[str] | None = None) -> int:

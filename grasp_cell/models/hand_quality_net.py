@@ -104,6 +104,12 @@ class HandQualityNet(nn.Module):
             width = size
         self.head = nn.Sequential(*layers, nn.Linear(width, 1))
 
+    @classmethod
+    def from_settings(cls, settings: dict, pixels: int, cell: float) -> "HandQualityNet":
+        """The net a trainer's settings describe (``TrainSettings`` as a dict, as a checkpoint keeps them)."""
+        return cls(settings["rotation"], pixels, settings["channels"], frame=settings["frame"], cell=cell,
+                   target=settings.get("target", "quality"), batch_norm=settings.get("batch_norm", False))
+
     def forward(self, heights: torch.Tensor, positions: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
         """(B, 1, P, P) heights [m], the tcp's (B, 3) positions [m] and (B, 3, 3) rotations in the image
         frame -> (B,) success logits (``clearance``: distances in units of CLEARANCE_SCALE)."""
@@ -129,10 +135,7 @@ class HandQualityNet(nn.Module):
 def load_quality_net(path: Path) -> HandQualityNet:
     """A net saved by ``grasp_cell.learn.train_hand_quality``, in eval mode."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    settings = checkpoint["settings"]
-    net = HandQualityNet(settings["rotation"], checkpoint["pixels"], settings["channels"], frame=settings["frame"],
-                         cell=checkpoint["cell"], target=settings.get("target", "quality"),
-                         batch_norm=settings.get("batch_norm", False))
+    net = HandQualityNet.from_settings(checkpoint["settings"], checkpoint["pixels"], checkpoint["cell"])
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval()
 

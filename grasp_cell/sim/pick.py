@@ -377,9 +377,6 @@ def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transfo
         if approach_path is None:
             reasons.append("approach")
             continue
-        if not robot.path_clear(robot.home_q, q_pre, obstacles):
-            reasons.append("transit")
-            continue
         T_pressed = Transform(T_grasp.rotation, T_grasp.translation + approach * press)
         lift_path = _straight(ik, approach_path[-1], T_pressed, np.array([0.0, 0.0, 1.0]), motion.lift_height)
         if lift_path is None:
@@ -394,6 +391,9 @@ def plan_pick(robot: RobotTwin, T_world_grasp: Transform, T_world_place: Transfo
         q_place = min(places, key=lambda q: float(np.max(np.abs(q - lift_path[-1]))), default=None)
         if q_place is None:
             reasons.append("place")
+            continue
+        if not robot.path_clear(robot.home_q, q_pre, obstacles):  # last: the dearest check
+            reasons.append("transit")
             continue
         return PickPlan(q_pre, approach_path, lift_path, q_place, T_grasp)
     where = ", ".join(sorted(set(reasons)))
