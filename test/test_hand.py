@@ -169,18 +169,19 @@ def test_training_steps_and_optimiser_gradients(hand_data):
     assert np.allclose(objective.pose(np.zeros(6)).as_matrix(), T_img_start.as_matrix())
 
 
-def test_batch_norm_grasp_frame_net_trains_saves_and_loads_the_same(hand_data, tmp_path):
-    """The trainer's command writes a batch-normalised grasp-frame net whose normalisation learnt running
-    statistics, and ``load_quality_net`` rebuilds it to give the same logits."""
+@pytest.mark.parametrize("frame, stages", [("grasp", 4), ("hand", 3)])
+def test_batch_norm_net_trains_saves_and_loads_the_same(hand_data, tmp_path, frame, stages):
+    """The trainer's command writes a batch-normalised net whose normalisation learnt running statistics,
+    and ``load_quality_net`` rebuilds it to give the same logits."""
     from grasp_cell.learn.train_hand_quality import HandGrasps, main
     from grasp_cell.models.hand_quality_net import load_quality_net
 
-    assert main(["--data", str(hand_data), "--frame", "grasp", "--batch-norm", "--epochs", "1", "--threads", "1",
+    assert main(["--data", str(hand_data), "--frame", frame, "--batch-norm", "--epochs", "1", "--threads", "1",
                  "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
-    weights = tmp_path / "hand_quality_6d_grasp_bn.pt"
+    weights = tmp_path / f"hand_quality_6d_{frame}_bn.pt"
     net = load_quality_net(weights)
     norms = [m for m in net.convolutions if isinstance(m, torch.nn.BatchNorm2d)]
-    assert len(norms) == 4 and all(int(m.num_batches_tracked) > 0 for m in norms)
+    assert len(norms) == stages and all(int(m.num_batches_tracked) > 0 for m in norms)
     assert not torch.allclose(norms[0].running_mean, torch.zeros_like(norms[0].running_mean))
     data = HandGrasps.load(hand_data)
     rows = np.arange(6)
@@ -298,6 +299,38 @@ def test_grasp_frame_inputs_follow_the_tcp_and_the_closing_direction():
     assert rows.min() >= pixels // 2 - 1  # ...from the centre (under the tcp) on
     assert torch.allclose(rotation, torch.tensor(rotation_about_axis([0, 0, 1], -math.pi / 2)).float()[None],
                           atol=1e-6)
+
+
+def test_hand_frame_volume_is_the_depth_under_the_seen_surface_at_points_fixed_in_the_hand():
+    """A 20 mm slab under a hand pointing straight down, its tcp 50 mm up and closing along image y: each layer
+    of the grid (z along the approach, so down) lies at 50 mm - z, the slab's top 20 mm deep in the open;
+    off the slab, the floor at 0. Turning the hand a quarter about its approach swaps which grid columns lie
+    over the slab; raising it takes every unclipped depth up by as much."""
+    import torch
+
+    from grasp_cell.models.hand_quality_net import DEPTH_SCALE, hand_volume, hand_volume_points
+
+    cell, pixels = 0.00375, 64
+    heights = torch.zeros(1, 1, pixels, pixels)
+    heights[0, 0, :, 32:] = 0.02  # the slab: image x > 0
+    down = torch.tensor(rotation_about_axis([1.0, 0.0, 0.0], math.pi))[None].float()  # x along image x, y against
+    points = hand_volume_points()
+    volume = hand_volume(heights, torch.tensor([[0.0, 0.0, 0.05]]), down, cell)[0]
+    z, x = points[:, 0, 0, 2], points[0, 0, :, 0]
+    over_slab = (x > 0.005)[None, None, :]
+    expected = torch.clamp((torch.where(over_slab, 0.02, 0.0) - (0.05 - z)[:, None, None]) / DEPTH_SCALE, -1, 1)
+    near_edge = (x.abs() < 0.005)[None, None, :].expand_as(volume)
+    assert torch.allclose(volume[~near_edge], expected.expand_as(volume)[~near_edge], atol=1e-5)
+
+    quarter = down @ torch.tensor(rotation_about_axis([0.0, 0.0, 1.0], math.pi / 2)).float()  # hand x along image y
+    turned = hand_volume(heights, torch.tensor([[0.0, 0.0, 0.05]]), quarter, cell)[0]
+    y = points[0, :, 0, 1]
+    assert torch.allclose(turned[:, y < -0.005].std(dim=(1, 2)), torch.zeros(len(z)), atol=1e-5)  # one side...
+    assert (turned[:, y < -0.005, :].mean((1, 2)) > turned[:, y > 0.005, :].mean((1, 2)) + 0.1).any()  # ...the slab
+
+    raised = hand_volume(heights, torch.tensor([[0.0, 0.0, 0.051]]), down, cell)[0]
+    free = (volume.abs() < 0.9) & (raised.abs() < 0.9) & ~near_edge
+    assert torch.allclose((volume - raised)[free], torch.full_like(volume[free], 0.001 / DEPTH_SCALE), atol=1e-4)
 
 
 def test_symmetric_views_turn_the_image_and_the_pose_together(hand):

@@ -46,6 +46,7 @@ SCHEDULES = ("constant", "cosine")
 CLEARANCE_TEST = 20000  # poses in each clearance test set, at most
 CLEARANCE_HUBER = 0.5  # in CLEARANCE_SCALE units: 5 mm
 TEST_IMAGES = 2  # of each seen object's images (seed: 100 of 1 000)
+HAND_CHANNELS = 48  # the hand frame's first convolution (then 96, 96), the width measured in docs/hand_grasps.md
 ROBUST, FAILED, COLLIDING = (LABELS.index(name) for name in ("robust", "failed", "colliding"))
 
 
@@ -276,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, nargs="+", default=[Path("data/hand")], help="one or more data sets")
     parser.add_argument("--rotation", default="6d", choices=("6d", "rpy"))
-    parser.add_argument("--frame", default="image", choices=FRAMES, help="image and pose as the seed's, or "
-                        "the image resampled about the grasp")
+    parser.add_argument("--frame", default="image", choices=FRAMES, help="image and pose as the seed's, the "
+                        "image resampled about the grasp, or sampled at points fixed in the hand (hand_quality_net)")
+    parser.add_argument("--channels", type=int, help="the first convolution's channels (default: 48 in the hand "
+                        "frame, else the seed's stage at 32)")
     parser.add_argument("--model-free", action="store_true", help="colliding poses as negatives too")
     parser.add_argument("--target", default="quality", choices=TARGETS, help="quality: the success logit; "
                         "clearance: the open hand's distance to the object")
@@ -296,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/hand_quality"))
     args = parser.parse_args(argv)
 
+    channels = args.channels or (HAND_CHANNELS if args.frame == "hand" else TrainSettings.channels)
     settings = TrainSettings(rotation=args.rotation, frame=args.frame, model_free=args.model_free, target=args.target,
                              epochs=args.epochs, schedule=args.schedule, symmetries=args.symmetries,
-                             batch_norm=args.batch_norm, seed=args.seed)
+                             batch_norm=args.batch_norm, seed=args.seed, channels=channels)
     data = HandGrasps.load(args.data)
     name = args.name or weights_name(settings)
     run_dir = args.runs / name
@@ -321,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f" --target {args.target}" if args.target != "quality" else "")
         + f" --epochs {args.epochs}" + (f" --schedule {args.schedule}" if args.schedule != "constant" else "")
         + (" --symmetries" if args.symmetries else "") + (" --batch-norm" if args.batch_norm else "")
+        + (f" --channels {args.channels}" if args.channels else "")
         + (f" --name {args.name}" if args.name else ""),
         "data": {"folders": [str(folder) for folder in args.data], "object_shards": int(len(data.objects)),
                  "grasps": counts,
