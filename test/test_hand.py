@@ -193,6 +193,25 @@ def test_batch_norm_net_trains_saves_and_loads_the_same(hand_data, tmp_path, fra
     assert yaml.safe_load(weights.with_suffix(".yaml").read_text())["trained_by"].endswith("--batch-norm")
 
 
+def test_saved_net_is_evaluated_on_the_test_sets_it_was_trained_beside(hand_data, tmp_path):
+    """eval_hand_quality draws the trainer's test sets again from the net's settings: one view gives the figures
+    the trainer wrote into the card; the mean over the 8 symmetric views is another function of the examples."""
+    from grasp_cell.learn.eval_hand_quality import test_accuracy
+    from grasp_cell.learn.train_hand_quality import HandGrasps, main
+
+    assert main(["--data", str(hand_data), "--frame", "hand", "--batch-norm", "--symmetries", "--channels", "8",
+                 "--epochs", "1", "--threads", "1", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
+    weights = tmp_path / "hand_quality_6d_hand_bn.pt"
+    final = yaml.safe_load(weights.with_suffix(".yaml").read_text())["final"]
+    data = HandGrasps.load(hand_data)
+    one, eight = test_accuracy(weights, data), test_accuracy(weights, data, views=8)
+    for name in ("seen", "unseen"):
+        assert one[name]["accuracy"] == pytest.approx(final[f"{name}_accuracy"], abs=1e-4)
+        assert one[name]["loss"] == pytest.approx(final[f"{name}_loss"], abs=1e-4)
+        assert eight[name]["loss"] != pytest.approx(one[name]["loss"], abs=1e-6)
+    assert one["examples"]["unseen"] > 0
+
+
 def test_label_noise_reruns_are_deterministic_at_the_same_pose_and_nudged_within_the_scale(hand_data, tmp_path):
     from grasp_cell.learn.hand_label_noise import SCALES, main, nudged
 

@@ -181,17 +181,23 @@ def loss_of(outputs: torch.Tensor, targets: torch.Tensor, target: str, reduction
     return torch.nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction=reduction)
 
 
+SYMMETRIES = 8  # views of the same grasp: 4 quarter turns, each mirrored or not (symmetric_views)
+
+
 def evaluate(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np.ndarray, target: str = "quality",
-             batch: int = 512) -> dict[str, float]:
+             batch: int = 512, views: int = 1) -> dict[str, float]:
     """``net``'s mean loss on grasps ``rows`` in ``images``, and its ``accuracy``: of robust against not
     (``quality``), or of overlapping against clear (``clearance``, which also gives ``error_mm``, the mean
-    absolute error of the distance within CLEARANCE_RANGE)."""
+    absolute error of the distance within CLEARANCE_RANGE). ``views``: the output is the mean over the first
+    that many of the SYMMETRIES views of each example (1: as given)."""
     net.eval()
     loss, correct, error = 0.0, 0, 0.0
     with torch.no_grad():
         for start in range(0, len(rows), batch):
             *inputs, targets = data.batch(rows[start:start + batch], images[start:start + batch], target)
-            outputs = net(*inputs)
+            count = len(targets)
+            outputs = sum(net(*symmetric_views(*inputs, np.full(count, view % 4), np.full(count, view >= 4)))
+                          for view in range(views)) / views
             loss += float(loss_of(outputs, targets, target, reduction="sum"))
             if target == "clearance":
                 correct += int(((outputs < 0) == (targets < 0)).sum())
