@@ -44,8 +44,8 @@ CLEARANCE_RANGE = (-0.03, 0.05)  # [m] the distances a clearance net learns (dee
 POSITION_SCALE = 0.1  # [m] positions are divided by this
 HEIGHT_SCALE = 0.1  # [m] heights are divided by this
 # The ``hand`` frame's grid in the tcp frame [m]: (low, high, points) along x, y (closing) and z (approach):
-# 7 mm by 6.5 mm columns over the open fingers' span, layers 10 mm apart from the palm face (-60 mm) past the
-# open fingertips (+60 mm). Depths under the seen surface are clipped to +-DEPTH_SCALE.
+# 7 mm by 6.5 mm columns over the open fingers' span, layers 10 mm apart from 10 mm behind the palm face (at
+# -60 mm) to 20 mm past the open fingertips (+60 mm). Depths under the seen surface are clipped to +-DEPTH_SCALE.
 HAND_VOLUME = ((-0.08, 0.08, 24), (-0.10, 0.10, 32), (-0.07, 0.08, 16))
 DEPTH_SCALE = 0.02  # [m]
 SEED_HIDDEN = (1000, 100)  # the fully connected stage's widths: the seed's
@@ -148,7 +148,9 @@ class HandQualityNet(nn.Module):
         with torch.no_grad():
             flat = self.convolutions(blank).numel()
         layers, width = [], flat + ROTATIONS[rotation] + (3 if frame == "image" else 0)
-        for size in hidden or (HAND_HIDDEN if frame == "hand" else SEED_HIDDEN):
+        if hidden is None:
+            hidden = HAND_HIDDEN if frame == "hand" else SEED_HIDDEN
+        for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU(inplace=True)]
             width = size
         self.head = nn.Sequential(*layers, nn.Linear(width, 1))
