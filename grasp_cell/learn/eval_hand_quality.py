@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from grasp_cell.learn.train_hand_quality import SYMMETRIES, HandGrasps, TrainSettings, evaluate, split, test_images
-from grasp_cell.models.hand_quality_net import load_quality_net
+from grasp_cell.models.hand_quality_net import load_checkpoint, quality_net_from
 
 
 def test_accuracy(weights: Path, data: HandGrasps, views: int = 1) -> dict[str, dict[str, float]]:
     """The net's ``evaluate`` figures on the seen and unseen test sets its settings draw from ``data``."""
-    checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(weights)
     settings = TrainSettings(**checkpoint["settings"])
-    net = load_quality_net(weights)
+    net = quality_net_from(checkpoint)
     splits, _ = split(data, settings)
     return {
         "seen": evaluate(net, data, splits.seen_test, test_images(data, splits.seen_test, True), settings.target,

@@ -46,6 +46,7 @@ SCHEDULES = ("constant", "cosine")
 CLEARANCE_TEST = 20000  # poses in each clearance test set, at most
 CLEARANCE_HUBER = 0.5  # in CLEARANCE_SCALE units: 5 mm
 TEST_IMAGES = 2  # of each seen object's images (seed: 100 of 1 000)
+SYMMETRIES = 8  # views of the same grasp: 4 quarter turns, each mirrored or not (symmetric_views)
 HAND_CHANNELS = 48  # the hand frame's first convolution (then 96, 96), the width measured in docs/hand_grasps.md
 ROBUST, FAILED, COLLIDING = (LABELS.index(name) for name in ("robust", "failed", "colliding"))
 
@@ -181,9 +182,6 @@ def loss_of(outputs: torch.Tensor, targets: torch.Tensor, target: str, reduction
     return torch.nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction=reduction)
 
 
-SYMMETRIES = 8  # views of the same grasp: 4 quarter turns, each mirrored or not (symmetric_views)
-
-
 def evaluate(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np.ndarray, target: str = "quality",
              batch: int = 512, views: int = 1) -> dict[str, float]:
     """``net``'s mean loss on grasps ``rows`` in ``images``, and its ``accuracy``: of robust against not
@@ -196,8 +194,10 @@ def evaluate(net: HandQualityNet, data: HandGrasps, rows: np.ndarray, images: np
         for start in range(0, len(rows), batch):
             *inputs, targets = data.batch(rows[start:start + batch], images[start:start + batch], target)
             count = len(targets)
-            outputs = sum(net(*symmetric_views(*inputs, np.full(count, view % 4), np.full(count, view >= 4)))
-                          for view in range(views)) / views
+            outputs = net(*inputs)  # view 0 is the example as given
+            for view in range(1, views):
+                outputs = outputs + net(*symmetric_views(*inputs, np.full(count, view % 4), np.full(count, view >= 4)))
+            outputs = outputs / views
             loss += float(loss_of(outputs, targets, target, reduction="sum"))
             if target == "clearance":
                 correct += int(((outputs < 0) == (targets < 0)).sum())

@@ -48,7 +48,8 @@ from grasp_cell.models.base import (
 from grasp_cell.models.hand_quality_net import (
     POSITION_SCALE,
     HandQualityNet,
-    load_quality_net,
+    load_checkpoint,
+    quality_net_from,
     rotation_vector_matrices,
 )
 from grasp_cell.sim.hand import HandGeometry
@@ -332,8 +333,8 @@ class HandQualityModel(GraspModel):
     @classmethod
     def from_file(cls, path: Path, name: str = "hand_quality", threads: int = 1) -> "HandQualityModel":
         torch.set_num_threads(threads)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(load_quality_net(path), int(checkpoint["pixels"]), name)
+        checkpoint = load_checkpoint(path)
+        return cls(quality_net_from(checkpoint), int(checkpoint["pixels"]), name)
 
     def plan(self, observation: Observation, max_grasps: int = 10) -> list[Grasp]:
         scene = HeightMap.from_observation(observation, self.net.cell)

@@ -187,12 +187,21 @@ class HandQualityNet(nn.Module):
         return self.head(torch.cat([features, poses], dim=1))[:, 0]
 
 
-def load_quality_net(path: Path) -> HandQualityNet:
-    """A net saved by ``grasp_cell.learn.train_hand_quality``, in eval mode."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by ``grasp_cell.learn.train_hand_quality``: state_dict, settings, pixels, cell."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def quality_net_from(checkpoint: dict) -> HandQualityNet:
+    """The net of a loaded checkpoint (``load_checkpoint``), in eval mode."""
     net = HandQualityNet.from_settings(checkpoint["settings"], checkpoint["pixels"], checkpoint["cell"])
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval()
+
+
+def load_quality_net(path: Path) -> HandQualityNet:
+    """A net saved by ``grasp_cell.learn.train_hand_quality``, in eval mode."""
+    return quality_net_from(load_checkpoint(path))
 
 
 def rotation_vector_matrices(omega: torch.Tensor) -> torch.Tensor:
